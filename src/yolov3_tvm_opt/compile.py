@@ -1,0 +1,163 @@
+"""ONNX -> Relax -> a built artifact directory (``model.so`` + ``meta.json``).
+
+An artifact is what the benchmark and the runtime load: the VM executable with every weight
+embedded as a constant, plus the facts needed to feed it and to refuse it when it cannot run
+(TVM version, device kind, the sha256 of ``model.so``). The baseline and the fast scatter_nd
+variant go through the same function; only the Relax rewrite and the scatter_nd legalization
+differ, so any latency difference between them is the optimisation's alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .artifact_io import atomic_dir, sha256_file, write_json
+from .errors import UserError
+from .models import class_names, read_input_spec
+from .tvm_env import tvm
+
+from tvm import relax  # noqa: E402  (after tvm_env so a TVM_HOME build is importable)
+from tvm.relax.frontend.onnx import from_onnx  # noqa: E402
+
+TARGET_KINDS = ("llvm", "cuda")
+MODEL_FILE = "model.so"
+META_FILE = "meta.json"
+CUDA_SOURCE_FILE = "kernels.cu"  # the generated kernels, kept for reading (not needed to run)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What a user may choose about one build; every field is a params.yaml key or a CLI flag."""
+
+    target: str = "llvm"
+    cuda_arch: str = "sm_90"
+    cpu_threads: int = 0  # 0: every core of this machine
+    mcpu: str = "native"  # "native": the build host's CPU (its AVX-512/AVX2 width)
+    fast_scatter_nd: bool = False
+    exec_mode: str = "bytecode"
+    size: int | None = None  # fixes a dynamic image input
+
+
+def make_target(options: CompileOptions) -> Any:
+    """Build the TVM target from our options (0.27 accepts only JSON-style dicts, not strings)."""
+    if options.target == "llvm":
+        spec: dict[str, Any] = {"kind": "llvm", "num-cores": options.cpu_threads or _host_cores()}
+        mcpu = tvm.target.codegen.llvm_get_system_cpu() if options.mcpu == "native" else options.mcpu
+        if mcpu and mcpu != "generic":
+            spec["mcpu"] = mcpu
+        return tvm.target.Target(spec)
+    if options.target == "cuda":
+        if not options.cuda_arch.startswith("sm_"):
+            raise UserError(f"cuda arch {options.cuda_arch!r} is not of the form sm_XY; pass e.g. sm_90 for H100")
+        return tvm.target.Target({"kind": "cuda", "arch": options.cuda_arch}, host={"kind": "llvm"})
+    raise UserError(f"unknown target {options.target!r}; choose one of {', '.join(TARGET_KINDS)}")
+
+
+def _host_cores() -> int:
+    """Cores this process may use (a container's CPU set, not the host's core count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def import_onnx(onnx_path: Path, size: int | None = None) -> tuple[Any, Any, onnx.ModelProto]:
+    """Load an ONNX file and translate it to a Relax IRModule with the weights as constants."""
+    spec = read_input_spec(onnx_path, size)
+    model = onnx.load(str(onnx_path))
+    try:
+        mod = from_onnx(
+            model,
+            shape_dict={spec.name: list(spec.shape)},
+            dtype_dict={spec.name: spec.dtype},
+            keep_params_in_input=False,
+        )
+    except Exception as exc:  # the frontend raises many types for unsupported graphs
+        raise UserError(
+            f"TVM's ONNX frontend cannot import {onnx_path}: {type(exc).__name__}: {str(exc).splitlines()[0]}; "
+            "re-export the model with opset 11-17 and static shapes"
+        ) from exc
+    return relax.transform.DecomposeOpsForInference()(mod), spec, model
+
+
+def build_pipeline(target: Any, legalize_overrides: dict[str, Any] | None = None) -> Any:
+    """TVM's default Relax pipeline for ``target`` with our scatter_nd legalization swapped in.
+
+    Taking TVM's own per-target pass lists (dlight GPU schedules included) and replacing only the
+    LegalizeOps step keeps the baseline identical to what ``tvm.compile`` does by default.
+    """
+    import importlib
+
+    backend = "cuda" if target.kind.name == "cuda" else "cpu_generic"
+    stages = importlib.import_module(f"tvm.relax.backend.{backend}.pipeline")
+    legalize = stages.legalize_passes(target)
+    legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=legalize_overrides or None)
+
+    @tvm.transform.module_pass(opt_level=0, name="yolov3_tvm_opt_pipeline")
+    def _pipeline(mod: Any, _ctx: Any) -> Any:
+        with target:
+            passes = (
+                stages.library_dispatch_passes(target)
+                + legalize
+                + stages.dataflow_lower_passes(target)
+                + stages.finalize_passes(target)
+            )
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
+
+
+def cuda_source(executable: Any) -> str:
+    """The CUDA C source TVM generated for every kernel of a built executable."""
+    pending, sources = [executable.mod], []
+    while pending:
+        module = pending.pop()
+        if module.kind == "cuda":
+            sources.append(module.inspect_source("cuda"))
+        pending.extend(module.imports)
+    return "\n".join(sources)
+
+
+def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dict[str, Any]:
+    """Compile ``onnx_path`` into the artifact directory ``out_dir``; return its meta.json content."""
+    onnx_path = Path(onnx_path)
+    target = make_target(options)
+    if options.exec_mode not in ("bytecode", "compiled"):
+        raise UserError(f"exec_mode {options.exec_mode!r} is unknown; use bytecode or compiled")
+    started = time.perf_counter()
+    mod, spec, model = import_onnx(onnx_path, options.size)
+    scatter_report: dict[str, int] = {}
+    overrides = None
+    if options.fast_scatter_nd:
+        from .fast_scatter import apply_fast_scatter
+
+        mod, overrides, scatter_report = apply_fast_scatter(mod)
+    executable = relax.build(
+        mod, target=target, relax_pipeline=build_pipeline(target, overrides), exec_mode=options.exec_mode
+    )
+    with atomic_dir(Path(out_dir)) as tmp:
+        executable.export_library(str(tmp / MODEL_FILE))
+        if options.target == "cuda":
+            (tmp / CUDA_SOURCE_FILE).write_text(cuda_source(executable))
+        meta = {
+            "onnx_path": str(onnx_path.resolve()),
+            "onnx_sha256": sha256_file(onnx_path),
+            "input_name": spec.name,
+            "input_shape": list(spec.shape),
+            "input_dtype": spec.dtype,
+            "class_names": class_names(model),
+            "target": str(target),
+            "target_kind": options.target,
+            "exec_mode": options.exec_mode,
+            "tuned": False,
+            "variant": "fastscatter" if options.fast_scatter_nd else "baseline",
+            "scatter_nd": scatter_report,
+            "tvm_version": tvm.__version__,
+            "compile_seconds": round(time.perf_counter() - started, 3),
+            "model_so_sha256": sha256_file(tmp / MODEL_FILE),
+        }
+        write_json(tmp / META_FILE, meta)
+    return meta

@@ -1,0 +1,71 @@
+"""The console script end to end: real weights, a real photo, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from yolov3_tvm_opt.cli import main
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("yolov3-tvm")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy())
+
+
+def test_tiny_finds_the_motorbike(tiny416_artifact, photos, tmp_path):
+    dets, vis = tmp_path / "d.json", tmp_path / "v.jpg"
+    proc = cli(
+        "bench", "--artifact_dir", str(tiny416_artifact), "--device", "cpu",
+        "--image", str(photos["motorcycle_left"]), "--input_scale", "0.0039215686",
+        "--iters", "1", "--warmup", "0", "--letterbox", "--nms", "--nms_iou", "0.45", "--score_thresh", "0.25",
+        "--save_dets", str(dets), "--save_vis", str(vis),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "avg latency (ms):" in proc.stdout
+    found = json.loads(dets.read_text())
+    assert found and set(found[0]) == {"class_id", "class_name", "score", "box_xyxy"}
+    assert "motorbike" in {d["class_name"] for d in found}
+    assert vis.stat().st_size > 0
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_artifacts):
+    bad_onnx = tmp_path / "bad.onnx"
+    bad_onnx.write_bytes(b"garbage")
+    _one_line_error(cli("compile", "--onnx", str(bad_onnx), "--out_dir", str(tmp_path / "a")), "bad.onnx")
+    _one_line_error(cli("compile", "--onnx", str(tmp_path / "missing.onnx"), "--out_dir", str(tmp_path / "a")), "missing.onnx")
+    assert not (tmp_path / "a").exists()
+    _one_line_error(cli("bench", "--artifact_dir", str(tmp_path)), "meta.json")
+    not_image = tmp_path / "x.jpg"
+    not_image.write_text("hello")
+    _one_line_error(cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--image", str(not_image)), "cannot read image")
+    _one_line_error(cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--device", "cuda"), "--device")
+    _one_line_error(cli("model", "--source", "yolov3", "--size", "100", "--out", str(tmp_path / "m.onnx")), "32")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_tune_is_not_silently_ignored(tiny_onnx, tmp_path, capsys):
+    assert main(["compile", "--onnx", str(tiny_onnx), "--out_dir", str(tmp_path / "t"), "--tune"]) == 2
+    assert "--tune" in capsys.readouterr().err
+
+
+def test_smoke_prints_version_and_cuda(capsys):
+    assert main(["smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "tvm version: 0.27" in out and "cuda enabled:" in out and "smoke: ok" in out
+
+
+def test_smoke_cuda_builds_without_gpu(capsys):
+    assert main(["smoke", "--target", "cuda"]) == 0
+    assert "smoke: ok" in capsys.readouterr().out
