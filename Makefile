@@ -40,16 +40,20 @@ plots: setup
 	$(DVC) plots show --out metrics/plots/html
 	@echo "PNG charts (offline): metrics/plots/latency.png metrics/plots/profile.png"
 
-# A small grid run by DVC's own queue workers; raise SWEEP_JOBS where there are more cores.
+# A small grid (model size x CPU threads) queued as DVC experiments and run by DVC's own queue
+# workers; SWEEP_JOBS=N runs N workers at once (each in its own temporary workspace).
 SWEEP_JOBS ?= 1
+SWEEP_SIZES ?= 224 320
+SWEEP_THREADS ?= 1 2
 sweep: setup
-	$(DVC) exp run --queue -C pictures/photos -S model.size=320 -S target.cpu_threads=1
-	$(DVC) exp run --queue -C pictures/photos -S model.size=320 -S target.cpu_threads=2
-	$(DVC) exp run --queue -C pictures/photos -S model.size=416 -S target.cpu_threads=1
-	$(DVC) exp run --queue -C pictures/photos -S model.size=416 -S target.cpu_threads=2
+	@for size in $(SWEEP_SIZES); do for threads in $(SWEEP_THREADS); do \
+	  $(DVC) exp run --queue -C pictures/photos -S model.size=$$size -S target.cpu_threads=$$threads \
+	    -S bench.max_seconds=15 || exit 1; \
+	done; done
 	$(DVC) queue start -j $(SWEEP_JOBS)
-	$(DVC) queue logs --follow $$($(DVC) queue status | awk 'NR==2{print $$1}') || true
-	$(DVC) exp show --only-changed --md
+	@while $(DVC) queue status | grep -qE 'Queued|Running'; do sleep 15; echo ".. $$($(DVC) queue status | grep -cE 'Queued|Running') experiments left"; done
+	$(DVC) queue status
+	$(DVC) exp show --md --only-changed --drop 'Created|State' --keep 'size|threads|_ms$$|speedup'
 
 clean:
 	rm -rf artifacts models pictures/vis metrics/plots/html .pytest_cache .hypothesis

@@ -1,0 +1,140 @@
+"""The DVC pipeline end to end on a small configuration, in a throwaway copy of this repository.
+
+Real DVC, real TVM: `dvc repro` from nothing, the metrics it writes, what goes stale when a
+param changes, `dvc metrics diff` across commits, and an interrupted stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {
+    "model": {"size": 96},
+    "target": {"cpu_threads": 2},
+    "bench": {"iters": 3, "warmup": 1, "max_seconds": 5, "profile_topk": 10},
+}
+LATENCY_KEYS = {
+    "baseline_ms", "fastscatter_ms", "speedup", "baseline_p90_ms", "fastscatter_p90_ms",
+    "onnxruntime_ms", "fastscatter_vs_onnxruntime", "max_abs_diff_vs_onnxruntime",
+}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def set_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stale_stages(repo: Path) -> set[str]:
+    """The stages `dvc repro` would run now, downstream ones included."""
+    out = run(["dvc", "repro", "--dry"], repo).stdout
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory, photos) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith("tests/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    (repo / "pictures/photos").mkdir(parents=True, exist_ok=True)
+    for photo in photos.values():
+        shutil.copy2(photo, repo / "pictures/photos" / photo.name)
+    set_params(repo, SMALL)
+    run(["git", "init", "-q"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init", "--allow-empty"], repo, check=False)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "small config"], repo)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
+    metrics = json.loads((pipeline_repo / "metrics/latency.json").read_text())
+    assert LATENCY_KEYS <= set(metrics)
+    assert metrics["speedup"] == pytest.approx(metrics["baseline_ms"] / metrics["fastscatter_ms"], rel=1e-3)
+    assert metrics["max_abs_diff_vs_onnxruntime"] < 1e-2
+    profile = json.loads((pipeline_repo / "metrics/profile.json").read_text())
+    assert set(profile) == {"baseline", "fastscatter"} and profile["baseline"][0]["rank"] == 1
+    assert (pipeline_repo / "metrics/plots/latency.png").stat().st_size > 0
+    assert (pipeline_repo / "pictures/vis/motorcycle_left_vis.jpg").is_file()
+    dets = json.loads((pipeline_repo / "pictures/vis/detections.json").read_text())
+    assert set(dets) >= {"motorcycle_left.png", "grace_hopper.jpg"}
+    assert stale_stages(pipeline_repo) == set()
+    again = run(["dvc", "repro"], pipeline_repo).stdout
+    assert "didn't change, skipping" in again and "Running stage" not in again
+
+
+def test_input_scale_makes_only_bench_and_visualize_stale(pipeline_repo):
+    original = (pipeline_repo / "params.yaml").read_text()
+    try:
+        set_params(pipeline_repo, {"bench": {"input_scale": 0.5}})
+        assert stale_stages(pipeline_repo) == {"bench", "visualize"}
+    finally:
+        (pipeline_repo / "params.yaml").write_text(original)
+    assert stale_stages(pipeline_repo) == set()
+
+
+def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
+    original = (pipeline_repo / "params.yaml").read_text()
+    try:
+        set_params(pipeline_repo, {"target": {"mcpu": "x86-64-v3"}})
+        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
+        assert ran == {"smoke", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
+    finally:
+        (pipeline_repo / "params.yaml").write_text(original)
+    restored = run(["dvc", "repro"], pipeline_repo).stdout  # back to the committed params: run-cache hits
+    assert "Running stage 'model'" not in restored
+    assert stale_stages(pipeline_repo) == set()
+
+
+def test_metrics_diff_between_commits_shows_speedup(pipeline_repo):
+    run(["git", "add", "-A"], pipeline_repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], pipeline_repo)
+    diff = run(["dvc", "metrics", "diff", "HEAD~1", "--all"], pipeline_repo).stdout
+    assert "speedup" in diff and "metrics/latency.json" in diff
+
+
+def test_interrupted_stage_reruns_cleanly(pipeline_repo):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        ["dvc", "repro", "-f", "-s", "compile_fastscatter"], cwd=pipeline_repo, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    for line in proc.stdout:  # wait until TVM's build is under way
+        if b"compile_fastscatter: models/model.onnx for" in line:
+            break
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stdout.read().decode()
+    assert proc.wait(timeout=120) != 0, f"the interrupted repro should fail:\n{rest}"
+    leftovers = [p.name for p in (pipeline_repo / "artifacts").iterdir() if p.name.startswith(".")]
+    assert leftovers == [], "an interrupted compile must not leave temporary directories"
+    run(["dvc", "repro"], pipeline_repo)
+    assert stale_stages(pipeline_repo) == set()
+    meta = json.loads((pipeline_repo / "artifacts/fastscatter/meta.json").read_text())
+    assert meta["variant"] == "fastscatter"
+    assert "is not" not in run(["dvc", "status", "--json"], pipeline_repo).stdout
