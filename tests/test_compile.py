@@ -66,3 +66,20 @@ def test_cuda_builds_and_fastscatter_has_no_scatter_loop(tiny_cuda_artifacts):
     assert not [name for name in fast if "scatter" in name]
     meta = json.loads((tiny_cuda_artifacts["fastscatter"] / "meta.json").read_text())
     assert json.loads(meta["target"])["arch"] == "sm_90" and meta["target_kind"] == "cuda"
+
+
+def test_ctrl_c_is_deferred_to_the_next_checkpoint():
+    import os
+    import signal
+
+    from yolov3_tvm_opt.compile import interrupt_between_steps
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_between_steps() as checkpoint:
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the signal")  # TVM work in progress is not cut short
+            checkpoint()
+            reached.append("after the checkpoint")
+    assert reached == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

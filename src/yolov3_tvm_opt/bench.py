@@ -8,7 +8,6 @@ process, and reports both latencies and the largest absolute difference of the o
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .compile import host_cores
 from .errors import UserError
 from .profiler import OpTime
 from .runtime import LoadedModel, create_vm, load_artifact
@@ -179,7 +179,7 @@ def run_bench(
 
 def _target_threads(meta: dict[str, Any]) -> int:
     """The thread count an llvm artifact was compiled for; for CUDA, ORT gets every core here."""
-    return int(json.loads(meta["target"]).get("num-cores") or len(os.sched_getaffinity(0)))
+    return int(json.loads(meta["target"]).get("num-cores") or host_cores())
 
 
 def format_report(result: BenchResult) -> str:

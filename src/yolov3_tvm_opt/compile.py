@@ -10,7 +10,12 @@ differ, so any latency difference between them is the optimisation's alone.
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +52,7 @@ class CompileOptions:
 def make_target(options: CompileOptions) -> Any:
     """Build the TVM target from our options (0.27 accepts only JSON-style dicts, not strings)."""
     if options.target == "llvm":
-        spec: dict[str, Any] = {"kind": "llvm", "num-cores": options.cpu_threads or _host_cores()}
+        spec: dict[str, Any] = {"kind": "llvm", "num-cores": options.cpu_threads or host_cores()}
         mcpu = tvm.target.codegen.llvm_get_system_cpu() if options.mcpu == "native" else options.mcpu
         if mcpu and mcpu != "generic":
             spec["mcpu"] = mcpu
@@ -59,7 +64,7 @@ def make_target(options: CompileOptions) -> Any:
     raise UserError(f"unknown target {options.target!r}; choose one of {', '.join(TARGET_KINDS)}")
 
 
-def _host_cores() -> int:
+def host_cores() -> int:
     """Cores this process may use (a container's CPU set, not the host's core count)."""
     return len(os.sched_getaffinity(0))
 
@@ -110,6 +115,36 @@ def build_pipeline(target: Any, legalize_overrides: dict[str, Any] | None = None
     return _pipeline
 
 
+@contextmanager
+def interrupt_between_steps() -> Iterator[Callable[[], None]]:
+    """Defer Ctrl-C during TVM work to the next checkpoint the caller places between steps.
+
+    A KeyboardInterrupt raised inside a Python callback that TVM's C++ calls (a pattern
+    rewriter, a legalization) can be swallowed there, leaving a build that silently skipped part
+    of a pass. Deferring it makes an interrupted compile end at a checkpoint instead: no artifact,
+    never a half-optimised one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    pending: list[int] = []
+
+    def defer(signum: int, _frame: Any) -> None:
+        pending.append(signum)
+        print("interrupted: stopping after the current TVM step", file=sys.stderr, flush=True)
+
+    def checkpoint() -> None:
+        if pending:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, defer)
+    try:
+        yield checkpoint
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    checkpoint()
+
+
 def cuda_source(executable: Any) -> str:
     """The CUDA C source TVM generated for every kernel of a built executable."""
     pending, sources = [executable.mod], []
@@ -128,36 +163,41 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dic
     if options.exec_mode not in ("bytecode", "compiled"):
         raise UserError(f"exec_mode {options.exec_mode!r} is unknown; use bytecode or compiled")
     started = time.perf_counter()
-    mod, spec, model = import_onnx(onnx_path, options.size)
-    scatter_report: dict[str, int] = {}
-    overrides = None
-    if options.fast_scatter_nd:
-        from .fast_scatter import apply_fast_scatter
+    with interrupt_between_steps() as checkpoint:
+        mod, spec, model = import_onnx(onnx_path, options.size)
+        checkpoint()
+        scatter_report: dict[str, int] = {}
+        overrides = None
+        if options.fast_scatter_nd:
+            from .fast_scatter import apply_fast_scatter
 
-        mod, overrides, scatter_report = apply_fast_scatter(mod)
-    executable = relax.build(
-        mod, target=target, relax_pipeline=build_pipeline(target, overrides), exec_mode=options.exec_mode
-    )
-    with atomic_dir(Path(out_dir)) as tmp:
-        executable.export_library(str(tmp / MODEL_FILE))
-        if options.target == "cuda":
-            (tmp / CUDA_SOURCE_FILE).write_text(cuda_source(executable))
-        meta = {
-            "onnx_path": str(onnx_path.resolve()),
-            "onnx_sha256": sha256_file(onnx_path),
-            "input_name": spec.name,
-            "input_shape": list(spec.shape),
-            "input_dtype": spec.dtype,
-            "class_names": class_names(model),
-            "target": str(target),
-            "target_kind": options.target,
-            "exec_mode": options.exec_mode,
-            "tuned": False,
-            "variant": "fastscatter" if options.fast_scatter_nd else "baseline",
-            "scatter_nd": scatter_report,
-            "tvm_version": tvm.__version__,
-            "compile_seconds": round(time.perf_counter() - started, 3),
-            "model_so_sha256": sha256_file(tmp / MODEL_FILE),
-        }
-        write_json(tmp / META_FILE, meta)
+            mod, overrides, scatter_report = apply_fast_scatter(mod)
+            checkpoint()
+        executable = relax.build(
+            mod, target=target, relax_pipeline=build_pipeline(target, overrides), exec_mode=options.exec_mode
+        )
+        checkpoint()
+        with atomic_dir(Path(out_dir)) as tmp:
+            executable.export_library(str(tmp / MODEL_FILE))
+            if options.target == "cuda":
+                (tmp / CUDA_SOURCE_FILE).write_text(cuda_source(executable))
+            meta = {
+                "onnx_path": str(onnx_path.resolve()),
+                "onnx_sha256": sha256_file(onnx_path),
+                "input_name": spec.name,
+                "input_shape": list(spec.shape),
+                "input_dtype": spec.dtype,
+                "class_names": class_names(model),
+                "target": str(target),
+                "target_kind": options.target,
+                "exec_mode": options.exec_mode,
+                "tuned": False,
+                "variant": "fastscatter" if options.fast_scatter_nd else "baseline",
+                "scatter_nd": scatter_report,
+                "tvm_version": tvm.__version__,
+                "compile_seconds": round(time.perf_counter() - started, 3),
+                "model_so_sha256": sha256_file(tmp / MODEL_FILE),
+            }
+            write_json(tmp / META_FILE, meta)
+            checkpoint()
     return meta
