@@ -55,9 +55,12 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_artifacts):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_tune_is_not_silently_ignored(tiny_onnx, tmp_path, capsys):
-    assert main(["compile", "--onnx", str(tiny_onnx), "--out_dir", str(tmp_path / "t"), "--tune"]) == 2
-    assert "--tune" in capsys.readouterr().err
+def test_tune_with_unreachable_tracker_is_one_line(tiny_onnx, tmp_path, capsys):
+    args = ["compile", "--onnx", str(tiny_onnx), "--out_dir", str(tmp_path / "t"), "--tune", "--runner", "rpc",
+            "--tracker", "127.0.0.1:1", "--key", "x"]
+    assert main(args) == 2
+    assert "cannot reach the RPC tracker" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t_tuning").exists()
 
 
 def test_smoke_prints_version_and_cuda(capsys):

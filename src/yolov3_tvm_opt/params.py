@@ -14,6 +14,7 @@ import yaml
 
 from .compile import CompileOptions
 from .errors import UserError
+from .tune import TuneOptions
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -36,7 +37,9 @@ class TargetParams:
     def device(self) -> str:
         return "cuda" if self.kind == "cuda" else "cpu"
 
-    def compile_options(self, fast_scatter_nd: bool, size: int | None = None) -> CompileOptions:
+    def compile_options(
+        self, fast_scatter_nd: bool, size: int | None = None, tuning_dir: str | None = None
+    ) -> CompileOptions:
         return CompileOptions(
             target=self.kind,
             cuda_arch=self.cuda_arch,
@@ -44,13 +47,15 @@ class TargetParams:
             mcpu=self.mcpu,
             fast_scatter_nd=fast_scatter_nd,
             size=size,
+            tuning_dir=tuning_dir,
         )
 
 
 @dataclass(frozen=True)
-class TuneParams:
+class TuneParams(TuneOptions):
+    """TuneOptions plus the switch: when off, the tune stage writes an empty database."""
+
     enabled: bool = False
-    trials: int = 0
 
 
 @dataclass(frozen=True)
