@@ -49,6 +49,7 @@ class CompileOptions:
     exec_mode: str = "bytecode"
     size: int | None = None  # fixes a dynamic image input
     tuning_dir: str | None = None  # a `yolov3-tvm tune` output directory to apply
+    default_schedules: bool = True  # llvm: our conv2d/spatial schedules for untuned functions
 
 
 def make_target(options: CompileOptions) -> Any:
@@ -98,29 +99,41 @@ def _backend(target: Any) -> Any:
 
 
 def optimize(
-    mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, tuning_dir: Path | None = None
-) -> tuple[Any, int]:
-    """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, tuned).
+    mod: Any,
+    target: Any,
+    legalize_overrides: dict[str, Any] | None = None,
+    tuning_dir: Path | None = None,
+    default_schedules: bool = True,
+) -> tuple[Any, dict[str, int]]:
+    """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
     It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
-    with two changes: our scatter_nd legalization may replace TOPI's, and a MetaSchedule
-    database, when given, is applied right after fusion, before dlight, so tuned functions keep
-    their tuned schedules. ``tuned`` counts the functions that took a record from the database.
-    Tuning extracts its tasks from this same function, so records always match what is built.
+    with three additions: our scatter_nd legalization may replace TOPI's; a MetaSchedule
+    database, when given, is applied right after fusion so tuned functions keep their tuned
+    schedules; and on llvm ``ApplyCPUSchedules`` gives the remaining functions the schedules
+    dlight gives them on GPUs. Tuning extracts its tasks from this function with
+    ``default_schedules=False`` (scheduled functions are not tuned), so records always match
+    what is built. ``counts`` says how many functions took each kind of schedule.
     """
+    from .cpu_schedule import ApplyCPUSchedules
+
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=legalize_overrides or None)
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
-    tuned = 0
+    counts = {"tuned_functions": 0}
     with target:
         mod = tvm.transform.Sequential(stages.library_dispatch_passes(target) + legalize[:fused])(mod)
         if tuning_dir is not None:
             before = _scheduled_functions(mod)
             mod = relax.transform.MetaScheduleApplyDatabase(str(tuning_dir))(mod)
-            tuned = _scheduled_functions(mod) - before
+            counts["tuned_functions"] = _scheduled_functions(mod) - before
+        if default_schedules and target.kind.name == "llvm":
+            cpu = ApplyCPUSchedules(target)
+            mod = cpu(mod)
+            counts.update({f"{kind}_default_schedules": n for kind, n in cpu.applied.items()})
         mod = tvm.transform.Sequential(legalize[fused:])(mod)
-    return mod, tuned
+    return mod, counts
 
 
 def _scheduled_functions(mod: Any) -> int:
@@ -229,7 +242,7 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dic
             mod, overrides, scatter_report = apply_fast_scatter(mod)
             checkpoint()
         tuning_dir = tuning_database(options.tuning_dir, target)
-        mod, tuned = optimize(mod, target, overrides, tuning_dir)
+        mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules)
         checkpoint()
         executable = relax.build(mod, target=target, relax_pipeline=lower_pipeline(target), exec_mode=options.exec_mode)
         checkpoint()
@@ -247,8 +260,9 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> dic
                 "target": str(target),
                 "target_kind": options.target,
                 "exec_mode": options.exec_mode,
-                "tuned": tuned > 0,
-                "tuned_functions": tuned,
+                "tuned": schedules["tuned_functions"] > 0,
+                "tuned_functions": schedules["tuned_functions"],
+                "schedules": schedules,
                 "variant": "fastscatter" if options.fast_scatter_nd else "baseline",
                 "scatter_nd": scatter_report,
                 "tvm_version": tvm.__version__,

@@ -1,0 +1,66 @@
+"""The default llvm schedules change speed, never results: bit-equal to TVM's unscheduled build."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from yolov3_tvm_opt.compile import CompileOptions, import_onnx, lower_pipeline, make_target, optimize
+from yolov3_tvm_opt.tvm_env import tvm
+
+from tvm import relax  # noqa: E402
+
+TARGET = make_target(CompileOptions(cpu_threads=2))
+
+
+def conv_block_onnx(path, size, cin, cout, kernel, stride, act):
+    """Conv(+bias) -> LeakyRelu/none -> MaxPool(2, 2), like a Darknet block."""
+    rng = np.random.default_rng(cin * cout + kernel)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((cout, cin, kernel, kernel)) * 0.2).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"),
+    ]
+    pad = kernel // 2
+    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["c"], pads=[pad] * 4, strides=[stride] * 2)]
+    last = "c"
+    if act:
+        nodes.append(helper.make_node("LeakyRelu", ["c"], ["a"], alpha=0.1))
+        last = "a"
+    nodes.append(helper.make_node("MaxPool", [last], ["output"], kernel_shape=[2, 2], strides=[2, 2]))
+    out_size = (size + 2 * pad - kernel) // stride + 1
+    graph = helper.make_graph(
+        nodes,
+        "block",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, cin, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cout, out_size // 2, out_size // 2])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def run(mod, data):
+    ex = relax.build(mod, target=TARGET, relax_pipeline=lower_pipeline(TARGET))
+    return relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(data)).numpy()
+
+
+@pytest.mark.parametrize(
+    "size,cin,cout,kernel,stride,act",
+    [
+        (26, 3, 16, 3, 1, True),  # odd tile widths (26 = 2 x 13)
+        (32, 8, 255, 1, 1, False),  # YOLO head: 255 channels, 1x1, no activation
+        (20, 4, 12, 3, 2, True),  # stride 2 (Darknet-53's downsampling)
+        (13, 16, 24, 3, 1, True),  # 13 x 13, yolov3-tiny's last grid
+    ],
+)
+def test_default_schedules_are_bit_exact(tmp_path, size, cin, cout, kernel, stride, act):
+    path = conv_block_onnx(tmp_path / "m.onnx", size, cin, cout, kernel, stride, act)
+    mod, _, _ = import_onnx(path)
+    data = np.random.default_rng(0).random((1, cin, size, size), dtype=np.float32)
+    plain, plain_counts = optimize(mod, TARGET, default_schedules=False)
+    fast, counts = optimize(mod, TARGET)
+    assert "conv2d_default_schedules" not in plain_counts
+    assert counts["conv2d_default_schedules"] == 1 and counts["generic_default_schedules"] >= 1
+    np.testing.assert_array_equal(run(fast, data), run(plain, data))
