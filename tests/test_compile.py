@@ -83,3 +83,10 @@ def test_ctrl_c_is_deferred_to_the_next_checkpoint():
             reached.append("after the checkpoint")
     assert reached == ["after the signal"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_yolov3_fastscatter_rewrites_all_six_scatters(yolov3_artifacts):
+    meta = json.loads((yolov3_artifacts["fastscatter"] / "meta.json").read_text())
+    assert meta["scatter_nd"] == {"dense_box_rewritten": 6, "parallel_kernel": 0}
+    schedules = meta["schedules"]
+    assert schedules["conv2d_default_schedules"] > 0 and schedules["left_default_default_schedules"] == 0

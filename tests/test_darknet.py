@@ -150,3 +150,15 @@ def test_yolov3_synthetic_activations_are_realistic():
     assert 0 <= out[:, 0].min() and out[:, 0].max() <= size  # centres stay inside the image
     objectness = out[:, 4]
     assert 0.05 < objectness.std() and 0.1 < np.median(objectness) < 0.9
+
+
+def test_yolov3_synthetic_boxes_stay_finite_on_a_photo(photos):
+    """Calibrated on noise, the weights must still give image-sized boxes on a real photo."""
+    from yolov3_tvm_opt.detect import model_input
+
+    size = 320
+    model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, size, seed=0)
+    x, _ = model_input((1, 3, size, size), "float32", photos["motorcycle_left"], 1 / 255, letterbox=True)
+    out = _run(model, x)[0][0]
+    assert np.isfinite(out).all()
+    assert out[:, 2:4].max() < 8 * size and 1 < np.median(out[:, 2:4]) < size

@@ -126,3 +126,14 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path):
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+def test_truncated_database_is_the_database_after_n_trials(tuned_dir, conv_onnx, tmp_path):
+    from yolov3_tvm_opt.tune import RECORDS_FILE, truncated_database
+
+    full = (tuned_dir / RECORDS_FILE).read_text().splitlines()
+    cut = truncated_database(tuned_dir, 1, tmp_path / "cut")
+    assert (cut / RECORDS_FILE).read_text().splitlines() == full[:1]
+    assert json.loads((cut / "summary.json").read_text())["trials"] == 1
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(cpu_threads=2, tuning_dir=str(cut)))
+    assert meta["tuned_functions"] == 1

@@ -55,9 +55,11 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         from .tune import TuneOptions, tune_model
 
         host, _, port = args.tracker.partition(":")
+        if not host or not port.isdigit():
+            raise UserError(f"--tracker {args.tracker!r} is not HOST:PORT; pass e.g. 127.0.0.1:9190")
         tune_options = TuneOptions(
             trials=args.trials, trials_per_task=args.trials_per_task, runner=args.runner,
-            tracker_host=host, tracker_port=int(port or 9190), key=args.key,
+            tracker_host=host, tracker_port=int(port), key=args.key,
         )
         summary = tune_model(Path(args.onnx), Path(tuning_dir), replace(options, fast_scatter_nd=True), tune_options)
         print(f"tuning database in {tuning_dir}: {summary.get('records', 0)} records, {summary.get('tune_seconds', 0)} s")

@@ -37,6 +37,7 @@ LEAKY_SLOPE = 0.1
 # Batch norm is folded as gamma / sqrt(var + BN_EPS). Darknet divides by sqrt(var) + 1e-6 instead;
 # on yolov3-tiny 1e-6 inside the sqrt matches OpenCV's Darknet importer (our test oracle) to 3e-5,
 # while 1e-5 is off by 3e-3 and 0 by 3e-4, because some channels have near-zero variance.
+WH_STD = 0.01  # see synthetic_weights: keeps exp(t_wh) finite on photos, not only on noise
 BN_EPS = 1e-6
 SYNTHETIC_NOTE = "synthetic-seeded, for latency only"
 
@@ -320,8 +321,11 @@ def synthetic_weights(cfg_text: str, seed: int = 0) -> bytes:
     the 23 residual additions and make exp() in the box decode overflow. So, LSUV-style: run a numpy
     forward on a seeded random image and give each conv the batch-norm statistics (mean per channel,
     variance of the whole layer) that make its output zero-mean, unit-std there. Head convs have no
-    batch norm, so their weights and bias are scaled directly, w/h channels to std 0.5 so exp()
-    gives boxes near the anchors. Good for latency and plumbing only: the detections are meaningless.
+    batch norm, so their weights and bias are scaled directly, w/h channels to std WH_STD so exp()
+    gives boxes near the anchors. Statistics taken on noise do not carry over exactly to photos
+    (a real photo at 640 px reached ~100x the calibrated scale at the heads), so WH_STD is small
+    enough that even then exp() stays finite: boxes of tens to ~1000 px on photos and on noise.
+    Good for latency and plumbing only: the detections are meaningless.
     """
     layers = build_layers(parse_cfg(cfg_text))
     probe = total_stride(layers) * 8  # 8 cells at the coarsest grid: statistics then hold up to 640 px
@@ -348,7 +352,7 @@ def synthetic_weights(cfg_text: str, seed: int = 0) -> bytes:
             head = layers[layer.index + 1] if layer.index + 1 < len(layers) else None
             if head is not None and head.kind == "yolo":
                 attrs = 5 + head.classes
-                target[2::attrs], target[3::attrs] = 0.5, 0.5
+                target[2::attrs], target[3::attrs] = WH_STD, WH_STD
             scale = target / np.sqrt(var)
             chunks += [-mean * scale, (weight * scale[:, None, None, None]).ravel()]
         z = (z - mean[:, None, None]) * scale[:, None, None]

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from . import darknet
+from .artifact_io import atomic_file
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,8 @@ def default_cache_dir() -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        handle.write(data)
 
 
 def _check_sha256(data: bytes, where: Path) -> None:
