@@ -40,7 +40,7 @@ def _extent(sch: Any, loop: Any) -> int:
     return int(sch.get(loop).extent)
 
 
-def _conv_block(sch: Any, func: tirx.PrimFunc) -> Any | None:
+def _conv_block(sch: Any) -> Any | None:
     """The conv2d_nchw block of a fused function, if there is exactly one."""
     blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith("conv2d_nchw")]
     return blocks[0] if len(blocks) == 1 else None
@@ -49,7 +49,7 @@ def _conv_block(sch: Any, func: tirx.PrimFunc) -> Any | None:
 def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFunc | None:
     """Schedule a fused NCHW conv2d function; None when its structure is not the expected one."""
     sch = s_tir.Schedule(func)
-    conv = _conv_block(sch, func)
+    conv = _conv_block(sch)
     if conv is None:
         return None
     loops = sch.get_loops(conv)
