@@ -113,6 +113,17 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         )
 
 
+def _shutdown_workers(runner: Any) -> None:
+    """Stop the local runner's worker processes now rather than at garbage collection.
+
+    Left to the garbage collector they can outlive the process (they did under pytest), holding
+    its stdout open.
+    """
+    pool = getattr(runner, "pool", None)
+    if pool is not None:
+        pool.shutdown()
+
+
 def _reset_meta_schedule_logging() -> None:
     """Drop MetaSchedule's handlers from an earlier run in this process.
 
@@ -154,21 +165,24 @@ def tune_model(onnx_path: Path, out_dir: Path, compile_options: CompileOptions, 
     progress = _Progress(options.trials, len(tasks), [task.task_name for task in tasks])
     _reset_meta_schedule_logging()
     with atomic_dir(Path(out_dir)) as tmp:
-        database = ms.relax_integration.tune_relax(
-            mod,
-            params={},
-            target=target,
-            work_dir=str(tmp),
-            max_trials_global=options.trials,
-            max_trials_per_task=options.trials_per_task or None,
-            num_trials_per_iter=options.trials_per_iter,
-            # builds can queue behind each other on 2 cores: the default 30 s timeout turned
-            # every candidate into a "build error" on a busy machine
-            builder=ms.builder.LocalBuilder(max_workers=host_cores(), timeout_sec=300),
-            runner=runner,
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-            seed=options.seed,
-        )
+        try:
+            database = ms.relax_integration.tune_relax(
+                mod,
+                params={},
+                target=target,
+                work_dir=str(tmp),
+                max_trials_global=options.trials,
+                max_trials_per_task=options.trials_per_task or None,
+                num_trials_per_iter=options.trials_per_iter,
+                # builds can queue behind each other on 2 cores: the default 30 s timeout turned
+                # every candidate into a "build error" on a busy machine
+                builder=ms.builder.LocalBuilder(max_workers=host_cores(), timeout_sec=300),
+                runner=runner,
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+                seed=options.seed,
+            )
+        finally:
+            _shutdown_workers(runner)
         summary["records"] = len(database.get_all_tuning_records())
         summary["measured_trials"] = progress.done
         summary["best_ms_per_task"] = {progress.names[i]: round(1e3 * t, 4) for i, t in sorted(progress.best.items())}
