@@ -6,6 +6,7 @@ param changes, `dvc metrics diff` across commits, and an interrupted stage.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -50,6 +51,36 @@ def stale_stages(repo: Path) -> set[str]:
     """The stages `dvc repro` would run now, downstream ones included."""
     out = run(["dvc", "repro", "--dry"], repo).stdout
     return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def library_imports(path: Path) -> set[str]:
+    """The yolov3_tvm_opt modules a file imports, lazily imported ones included."""
+    package = REPO / "src/yolov3_tvm_opt"
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("yolov3_tvm_opt")):
+            module = (node.module or "").removeprefix("yolov3_tvm_opt").strip(".")
+            names.update([module.split(".")[0]] if module else [alias.name for alias in node.names])
+    return {name for name in names if (package / f"{name}.py").is_file()}
+
+
+def test_every_stage_depends_on_the_library_code_it_runs():
+    """An edit to any module a stage's script reaches must make that stage stale.
+
+    A compile stage that missed cpu_schedule.py kept serving artifacts built by the old
+    schedules; the import closure is the only list that cannot drift from the code.
+    """
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        pending = list(library_imports(REPO / stage["cmd"].split()[1]))
+        reached: set[str] = set()
+        while pending:
+            module = pending.pop()
+            if module not in reached:
+                reached.add(module)
+                pending.extend(library_imports(REPO / f"src/yolov3_tvm_opt/{module}.py"))
+        missing = {f"src/yolov3_tvm_opt/{m}.py" for m in reached} - set(stage["deps"])
+        assert not missing, f"stage {name} does not depend on {sorted(missing)}"
 
 
 @pytest.fixture(scope="module")

@@ -108,18 +108,23 @@ def optimize(
     """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
     It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
-    with three additions: our scatter_nd legalization may replace TOPI's; a MetaSchedule
+    with four additions: our scatter_nd legalization may replace TOPI's; on llvm conv2d
+    weights are packed for output-channel vectors (``conv_packing``, in tuning too); a MetaSchedule
     database, when given, is applied right after fusion so tuned functions keep their tuned
     schedules; and on llvm ``ApplyCPUSchedules`` gives the remaining functions the schedules
     dlight gives them on GPUs. Tuning extracts its tasks from this function with
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
     """
-    from .cpu_schedule import ApplyCPUSchedules
+    from .conv_packing import packed_conv2d_legalization
+    from .cpu_schedule import ApplyCPUSchedules, vector_lanes
 
+    overrides = dict(legalize_overrides or {})
+    if target.kind.name == "llvm":
+        overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
-    legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=legalize_overrides or None)
+    legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
     counts = {"tuned_functions": 0}
     with target:

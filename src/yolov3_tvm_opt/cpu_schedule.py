@@ -4,11 +4,11 @@ Why: on GPUs dlight gives every fused function a schedule; its CPU rules cover o
 reductions, so on llvm an untuned conv2d is seven nested serial loops (yolov3-tiny 416: ~2.8 s
 against ONNX Runtime's ~30 ms). ``ApplyCPUSchedules`` plays dlight's role for the hot ops:
 
-* conv2d (NCHW, as LegalizeOps writes it, with the fused bias/activation epilogue): a register
-  tile of ``co_tile`` output channels x ``w_tile`` output columns accumulated in a local buffer,
-  the columns vectorised (contiguous in both input and output for stride-1 convs), the channel
-  tile unrolled so each input vector feeds ``co_tile`` FMAs, the epilogue applied while the tile
-  is written back, and the outer (channel block, row) loops run in parallel.
+* conv2d (NCHW, with the fused bias/activation epilogue): a register tile accumulated in a local
+  buffer, the epilogue applied while the tile is written back, and the outer (channel block,
+  row) loops run in parallel. With weights packed by ``conv_packing`` the tile is one vector of
+  output channels x up to 16 columns, each input pixel broadcast into a vector FMA; with plain
+  OIHW weights (convs packing does not fit) it is 8 channels x a vector of columns.
 * any other fused function (pooling, resize, concat, the YOLO decode): each block's spatial
   loops in parallel, and the innermost loop of purely element-wise blocks vectorised.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .conv_packing import PACKED_BLOCK
 from .tvm_env import tvm
 
 from tvm import s_tir, tirx  # noqa: E402
@@ -40,36 +41,59 @@ def _extent(sch: Any, loop: Any) -> int:
     return int(sch.get(loop).extent)
 
 
-def _conv_block(sch: Any) -> Any | None:
-    """The conv2d_nchw block of a fused function, if there is exactly one."""
-    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith("conv2d_nchw")]
-    return blocks[0] if len(blocks) == 1 else None
+def _conv_block(sch: Any) -> tuple[Any, bool] | None:
+    """The fused function's conv2d block and whether it reads packed weights, if there is one."""
+    names = (PACKED_BLOCK, "conv2d_nchw")
+    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith(names)]
+    if len(blocks) != 1:
+        return None
+    return blocks[0], sch.get(blocks[0]).name_hint.startswith(PACKED_BLOCK)
+
+
+def _tile_width(extent: int, limit: int) -> int:
+    """The widest column tile <= ``limit`` dividing the row (13 for YOLO's 13/26/52/104 rows)."""
+    return _divisor_at_most(extent, limit)
 
 
 def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFunc | None:
-    """Schedule a fused NCHW conv2d function; None when its structure is not the expected one."""
+    """Schedule a fused NCHW conv2d function; None when its structure is not the expected one.
+
+    Packed weights (``conv_packing``): the tile is ``vector_lanes`` output channels (one
+    vector) x up to 16 columns (one accumulator register each, 32 registers with AVX-512; 13
+    with AVX2's 16), and the accumulator is laid out column-major so each column's channels are
+    one register. OIHW weights: 8 channels x up to two vectors of columns, vectorised along the
+    row, which is all a row-contiguous layout allows.
+    """
     sch = s_tir.Schedule(func)
-    conv = _conv_block(sch)
-    if conv is None:
+    found = _conv_block(sch)
+    if found is None:
         return None
+    conv, packed = found
     loops = sch.get_loops(conv)
     if len(loops) != 7:
         return None
     n, co, oh, ow, rc, ry, rx = loops
-    co_tile = _divisor_at_most(_extent(sch, co), 8, prefer=(8, 4))
-    w_tile = _divisor_at_most(_extent(sch, ow), 2 * vector_lanes, prefer=(2 * vector_lanes, vector_lanes))
+    if packed:
+        co_tile = vector_lanes
+        w_tile = _tile_width(_extent(sch, ow), 16 if vector_lanes >= 16 else 13)
+    else:
+        co_tile = _divisor_at_most(_extent(sch, co), 8, prefer=(8, 4))
+        w_tile = _divisor_at_most(_extent(sch, ow), 2 * vector_lanes, prefer=(2 * vector_lanes, vector_lanes))
     co_outer, co_inner = sch.split(co, [None, co_tile])
     ow_outer, ow_inner = sch.split(ow, [None, w_tile])
-    sch.reorder(n, co_outer, oh, ow_outer, rc, ry, rx, co_inner, ow_inner)
+    unrolled, vectorized = (ow_inner, co_inner) if packed else (co_inner, ow_inner)
+    sch.reorder(n, co_outer, oh, ow_outer, rc, ry, rx, unrolled, vectorized)
 
     # accumulate the tile in registers, then write it back through the epilogue
     local = sch.cache_write(conv, 0, "local")
+    if packed:  # each column's channel vector contiguous: one register per column
+        sch.transform_layout(conv, ("write", 0), lambda b, c, y, x: (b, y, x, c))
     sch.reverse_compute_at(local, ow_outer)
     for consumer in _elementwise_chain(sch, local):
         sch.reverse_compute_inline(consumer)
     # annotate before decompose_reduction: afterwards the update alone is no reduction block
-    sch.unroll(co_inner)
-    sch.vectorize(ow_inner)
+    sch.unroll(unrolled)
+    sch.vectorize(vectorized)
     sch.parallel(sch.fuse(n, co_outer, oh))
     sch.decompose_reduction(conv, rc)
 
@@ -105,38 +129,58 @@ def _elementwise_chain(sch: Any, block: Any) -> list[Any]:
 
 
 def _parallel_spatial(sch: Any, block: Any, vector_lanes: int) -> None:
-    """A block's leading spatial loops in parallel; a purely spatial block's last loop vectorised.
+    """A block's outer spatial loops in parallel and its innermost spatial loop vectorised.
 
-    Reduction blocks (pooling windows, means) keep their reduction loops serial inside.
+    In a reduction block (pooling windows, means) the vector of outputs moves inside the
+    reduction loops, so each window step is one vector max/add instead of a scalar loop.
     """
     loops = sch.get_loops(block)
     kinds = [var.iter_type for var in sch.get(block).iter_vars]
-    spatial = len(kinds) if all(k == tirx.IterVar.DataPar for k in kinds) else kinds.index(tirx.IterVar.CommReduce)
-    if spatial == 0 or len(loops) < len(kinds):
+    if len(loops) != len(kinds) or any(k not in (tirx.IterVar.DataPar, tirx.IterVar.CommReduce) for k in kinds):
         return
-    reduction = spatial < len(kinds)
-    parallel_loops = loops[:spatial] if reduction else loops[: spatial - 1]
-    if parallel_loops:
-        sch.parallel(sch.fuse(*parallel_loops) if len(parallel_loops) > 1 else parallel_loops[0])
-    if reduction:
+    spatial = [loop for loop, kind in zip(loops, kinds) if kind == tirx.IterVar.DataPar]
+    reduction = [loop for loop, kind in zip(loops, kinds) if kind == tirx.IterVar.CommReduce]
+    if not spatial or loops[: len(spatial)] != spatial:  # spatial loops first, as legalized
         return
-    inner = loops[spatial - 1]
-    tile = _divisor_at_most(_extent(sch, inner), vector_lanes, prefer=(vector_lanes,))
+    tile = _divisor_at_most(_extent(sch, spatial[-1]), vector_lanes, prefer=(vector_lanes,))
+    vectorized = None
+    outer = spatial[:-1]
     if tile >= 4:
+        row, vectorized = sch.split(spatial[-1], [None, tile])
+        if reduction:
+            sch.reorder(row, *reduction, vectorized)
+        outer = outer or [row]
+    elif reduction or not outer:
+        outer = spatial
+    if outer:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    if vectorized is not None:
         try:
-            _, lanes = sch.split(inner, [None, tile])
-            sch.vectorize(lanes)
+            sch.vectorize(vectorized)
         except (s_tir.ScheduleError, RuntimeError, ValueError):  # not vectorisable: leave it scalar
-            pass
+            return
+    if reduction and vectorized is not None:
+        init = sch.decompose_reduction(block, reduction[0])
+        sch.vectorize(sch.get_loops(init)[-1])
 
 
 def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFunc | None:
-    """Parallelise every top-level block of a function (pooling, resize, concat, decode)."""
+    """Parallelise every top-level block of a function (pooling, resize, concat, decode).
+
+    Padding copies are inlined into their consumers first: a pool reads each padded element
+    once, so a separate padded buffer is only extra memory traffic.
+    """
     sch = s_tir.Schedule(func)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     if not blocks:
         return None
     for block in blocks:
+        if sch.get(block).name_hint.startswith("pad") and sch.get_consumers(block):
+            try:
+                sch.compute_inline(block)
+            except (s_tir.ScheduleError, RuntimeError, ValueError):  # keep it a pass of its own
+                pass
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
         _parallel_spatial(sch, block, vector_lanes)
     return sch.mod["main"].with_attr(SCHEDULED, True)
 
