@@ -35,9 +35,9 @@ def conv_onnx(path, size, cin, cout, kernel, stride=1, dilation=1, group=1):
     return path
 
 
-def legalized(path, packed: bool):
+def legalized(path, packed: bool, lanes: int = 16):
     mod, _, _ = import_onnx(path)
-    overrides = {"relax.nn.conv2d": packed_conv2d_legalization(16)} if packed else None
+    overrides = {"relax.nn.conv2d": packed_conv2d_legalization(lanes)} if packed else None
     return relax.transform.LegalizeOps(customize_legalize_map=overrides)(mod)
 
 
@@ -61,17 +61,18 @@ def test_pack_weights_puts_lanes_output_channels_together_and_pads_with_zero_fil
 
 
 @pytest.mark.parametrize(
-    "size,cin,cout,kernel,stride,dilation",
+    "size,cin,cout,kernel,stride,dilation,lanes",
     [
-        (13, 16, 32, 3, 1, 1),  # yolov3-tiny's 13 x 13 layers
-        (20, 8, 255, 1, 1, 1),  # YOLO head: 1x1, 255 channels padded to 256 and cropped back
-        (21, 4, 16, 3, 2, 1),  # stride 2, odd input
-        (12, 3, 16, 3, 1, 2),  # dilation
+        (13, 16, 32, 3, 1, 1, 16),  # yolov3-tiny's 13 x 13 layers
+        (20, 8, 255, 1, 1, 1, 16),  # YOLO head: 1x1, 255 channels padded to 256 and cropped back
+        (21, 4, 16, 3, 2, 1, 16),  # stride 2, odd input
+        (12, 3, 16, 3, 1, 2, 16),  # dilation
+        (13, 8, 255, 3, 1, 1, 8),  # AVX2's 8 lanes
     ],
 )
-def test_packed_conv_is_bit_exact_with_topi(tmp_path, size, cin, cout, kernel, stride, dilation):
+def test_packed_conv_is_bit_exact_with_topi(tmp_path, size, cin, cout, kernel, stride, dilation, lanes):
     path = conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride, dilation)
-    packed, plain = legalized(path, packed=True), legalized(path, packed=False)
+    packed, plain = legalized(path, packed=True, lanes=lanes), legalized(path, packed=False)
     assert f'"{PACKED_BLOCK}"' in tir_text(packed) and PACKED_BLOCK not in tir_text(plain)
     data = np.random.default_rng(1).standard_normal((1, cin, size, size)).astype(np.float32)
     result = run(packed, data)

@@ -7,6 +7,7 @@ A one-conv model keeps tuning to seconds; the RPC test starts TVM's own tracker 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from yolov3_tvm_opt.compile import CompileOptions, compile_onnx
 from yolov3_tvm_opt.errors import UserError
 from yolov3_tvm_opt.runtime import create_vm, load_artifact
 from yolov3_tvm_opt.tune import TuneOptions, check_tracker, tune_model
+from yolov3_tvm_opt.tvm_env import tvm
 
 TRIALS = TuneOptions(trials=4, trials_per_iter=4)
 
@@ -48,19 +50,61 @@ def conv_onnx(tmp_path_factory) -> Path:
 def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tuning") / "db"
     summary = tune_model(conv_onnx, out, CompileOptions(cpu_threads=2), TRIALS)
-    assert summary["records"] > 0 and summary["measured_trials"] >= 1
+    assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
+    assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
     return out
 
 
-def test_tuned_records_are_applied_and_correct(conv_onnx, tuned_dir, tmp_path):
-    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(cpu_threads=2, tuning_dir=str(tuned_dir)))
-    assert meta["tuned"] is True and meta["tuned_functions"] >= 1
+def test_seed_record_is_our_default_schedule(conv_onnx, tuned_dir, tmp_path):
+    """The database's first record, applied, gives exactly the function cpu_schedule builds."""
+    from tvm import relax
+
+    from yolov3_tvm_opt.compile import import_onnx, make_target, optimize
+    from yolov3_tvm_opt.tune import RECORDS_FILE, WORKLOADS_FILE
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / WORKLOADS_FILE).write_text((tuned_dir / WORKLOADS_FILE).read_text())
+    (seeds / RECORDS_FILE).write_text((tuned_dir / RECORDS_FILE).read_text().splitlines(keepends=True)[0])
+    target = make_target(CompileOptions(cpu_threads=2))
+    mod, _, _ = import_onnx(conv_onnx)
+    default, counts = optimize(mod, target)
+    assert counts["conv2d_default_schedules"] == 1
+    with target:
+        from_seed = relax.transform.MetaScheduleApplyDatabase(str(seeds))(optimize(mod, target, default_schedules=False)[0])
+    conv = [gv for gv in default.functions if "conv2d" in gv.name_hint]
+    assert len(conv) == 1
+    tvm.ir.assert_structural_equal(from_seed[conv[0].name_hint].body, default[conv[0].name_hint].body)
+
+
+def with_seed_seconds(tuned_dir: Path, out: Path, seconds: float) -> Path:
+    """A copy of the database whose seed record claims ``seconds`` (the searched ones unchanged)."""
+    from yolov3_tvm_opt.tune import RECORDS_FILE
+
+    shutil.copytree(tuned_dir, out)
+    lines = (out / RECORDS_FILE).read_text().splitlines(keepends=True)
+    workload, record = json.loads(lines[0])
+    record[1] = [seconds]
+    (out / RECORDS_FILE).write_text(json.dumps([workload, record]) + "\n" + "".join(lines[1:]))
+    return out
+
+
+def test_records_that_beat_our_schedule_are_applied_and_correct(conv_onnx, tuned_dir, tmp_path):
+    db = with_seed_seconds(tuned_dir, tmp_path / "db", 1.0)  # every searched record beats a 1 s seed
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(cpu_threads=2, tuning_dir=str(db)))
+    assert meta["tuned"] is True and meta["tuned_functions"] == 1
     untuned = compile_onnx(conv_onnx, tmp_path / "b", CompileOptions(cpu_threads=2))
     assert untuned["tuned"] is False and untuned["tuned_functions"] == 0
     data = np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)
     (a,) = create_vm(load_artifact(tmp_path / "a"), "cpu").run(data)
     (b,) = create_vm(load_artifact(tmp_path / "b"), "cpu").run(data)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_where_our_schedule_is_faster_the_build_keeps_it(conv_onnx, tuned_dir, tmp_path):
+    db = with_seed_seconds(tuned_dir, tmp_path / "db", 1e-12)
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(cpu_threads=2, tuning_dir=str(db)))
+    assert meta["tuned"] is False and meta["schedules"]["conv2d_default_schedules"] == 1
 
 
 def test_database_for_another_target_is_refused(conv_onnx, tuned_dir, tmp_path):
@@ -132,8 +176,8 @@ def test_truncated_database_is_the_database_after_n_trials(tuned_dir, conv_onnx,
     from yolov3_tvm_opt.tune import RECORDS_FILE, truncated_database
 
     full = (tuned_dir / RECORDS_FILE).read_text().splitlines()
-    cut = truncated_database(tuned_dir, 1, tmp_path / "cut")
-    assert (cut / RECORDS_FILE).read_text().splitlines() == full[:1]
+    cut = truncated_database(with_seed_seconds(tuned_dir, tmp_path / "db", 1.0), 1, tmp_path / "cut")
+    assert (cut / RECORDS_FILE).read_text().splitlines()[1:] == full[1:2]  # the seed, then trial 1
     assert json.loads((cut / "summary.json").read_text())["trials"] == 1
     meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(cpu_threads=2, tuning_dir=str(cut)))
     assert meta["tuned_functions"] == 1

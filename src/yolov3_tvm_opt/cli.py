@@ -58,7 +58,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         if not host or not port.isdigit():
             raise UserError(f"--tracker {args.tracker!r} is not HOST:PORT; pass e.g. 127.0.0.1:9190")
         tune_options = TuneOptions(
-            trials=args.trials, trials_per_task=args.trials_per_task, runner=args.runner,
+            trials=args.trials, trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter, runner=args.runner,
             tracker_host=host, tracker_port=int(port), key=args.key,
         )
         summary = tune_model(Path(args.onnx), Path(tuning_dir), replace(options, fast_scatter_nd=True), tune_options)
@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", choices=["llvm", "cuda"], default="llvm")
     comp.add_argument("--out_dir", required=True)
     comp.add_argument("--tune", action="store_true", help="tune with MetaSchedule first, then apply the database")
-    comp.add_argument("--trials", type=int, default=512, help="total MetaSchedule trials (with --tune)")
+    comp.add_argument("--trials", type=int, default=1024, help="total MetaSchedule trials (with --tune)")
     comp.add_argument("--trials_per_task", type=int, default=0, help="cap per task, 0 = none")
+    comp.add_argument("--trials_per_iter", type=int, default=32, help="candidates measured per round (with --tune)")
     comp.add_argument("--tuning_dir", default=None, help="tuning database directory (default with --tune: OUT_DIR_tuning)")
     comp.add_argument("--runner", choices=["local", "rpc"], default="local", help="where tuning measures candidates")
     comp.add_argument("--tracker", default="127.0.0.1:9190", help="RPC tracker host:port (--runner rpc)")

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,9 +111,9 @@ def optimize(
     It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
     with four additions: our scatter_nd legalization may replace TOPI's; on llvm conv2d
     weights are packed for output-channel vectors (``conv_packing``, in tuning too); a MetaSchedule
-    database, when given, is applied right after fusion so tuned functions keep their tuned
-    schedules; and on llvm ``ApplyCPUSchedules`` gives the remaining functions the schedules
-    dlight gives them on GPUs. Tuning extracts its tasks from this function with
+    database, when given, is applied right after fusion, for the tasks where the search beat our
+    default schedule (``tune.improving_records``); and on llvm ``ApplyCPUSchedules`` gives the
+    remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
     """
@@ -130,8 +131,12 @@ def optimize(
     with target:
         mod = tvm.transform.Sequential(stages.library_dispatch_passes(target) + legalize[:fused])(mod)
         if tuning_dir is not None:
+            from .tune import improving_records
+
             before = _scheduled_functions(mod)
-            mod = relax.transform.MetaScheduleApplyDatabase(str(tuning_dir))(mod)
+            with tempfile.TemporaryDirectory() as records:
+                improving_records(tuning_dir, Path(records))
+                mod = relax.transform.MetaScheduleApplyDatabase(records)(mod)
             counts["tuned_functions"] = _scheduled_functions(mod) - before
         if default_schedules and target.kind.name == "llvm":
             cpu = ApplyCPUSchedules(target)

@@ -4,13 +4,13 @@ Why: on GPUs dlight gives every fused function a schedule; its CPU rules cover o
 reductions, so on llvm an untuned conv2d is seven nested serial loops (yolov3-tiny 416: ~2.8 s
 against ONNX Runtime's ~30 ms). ``ApplyCPUSchedules`` plays dlight's role for the hot ops:
 
-* conv2d (NCHW, with the fused bias/activation epilogue): a register tile accumulated in a local
-  buffer, the epilogue applied while the tile is written back, and the outer (channel block,
-  row) loops run in parallel. With weights packed by ``conv_packing`` the tile is one vector of
-  output channels x up to 16 columns, each input pixel broadcast into a vector FMA; with plain
-  OIHW weights (convs packing does not fit) it is 8 channels x a vector of columns.
-* any other fused function (pooling, resize, concat, the YOLO decode): each block's spatial
-  loops in parallel, and the innermost loop of purely element-wise blocks vectorised.
+* conv2d with weights packed by ``conv_packing`` (and the fused bias/activation epilogue): a
+  register tile of one vector of output channels x up to 16 columns, each input pixel
+  broadcast into a vector FMA, the epilogue applied while the tile is written back, and the
+  outer (channel block, row) loops in parallel, in the order that streams fewer bytes.
+* any other fused function (pooling, resize, concat, the YOLO decode, convs packing does not
+  fit): pads inlined into their consumer, each block's outer spatial loops in parallel and its
+  innermost spatial loop vectorised, inside the window loops for pooling.
 
 Functions that already have a schedule (a tuning record, ``tirx.is_scheduled``) are left alone,
 and a rule that cannot apply (an unexpected block structure) leaves the function untouched, so
@@ -41,60 +41,72 @@ def _extent(sch: Any, loop: Any) -> int:
     return int(sch.get(loop).extent)
 
 
-def _conv_block(sch: Any) -> tuple[Any, bool] | None:
-    """The fused function's conv2d block and whether it reads packed weights, if there is one."""
-    names = (PACKED_BLOCK, "conv2d_nchw")
-    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith(names)]
-    if len(blocks) != 1:
-        return None
-    return blocks[0], sch.get(blocks[0]).name_hint.startswith(PACKED_BLOCK)
+def _conv_block(sch: Any) -> Any | None:
+    """The fused function's packed conv2d block (``conv_packing``), if there is exactly one."""
+    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith(PACKED_BLOCK)]
+    return blocks[0] if len(blocks) == 1 else None
 
 
-def _tile_width(extent: int, limit: int) -> int:
-    """The widest column tile <= ``limit`` dividing the row (13 for YOLO's 13/26/52/104 rows)."""
-    return _divisor_at_most(extent, limit)
+def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
+    """Whether output rows should be the outer parallel loop rather than channel blocks.
+
+    Each parallel task is one (channel block, row). With channel blocks outside, the whole
+    input is read once per channel block; with rows outside, the weights are read once per row
+    (the input rows a row needs stay in cache across its channel blocks). Early layers have
+    megabytes of input and kilobytes of weights (Darknet-53 at 640: 52 MB against 73 KB), late
+    layers the opposite (yolov3-tiny's 13 x 13 conv: 0.5 MB against 19 MB), so pick the order
+    that streams fewer bytes.
+    """
+
+    def elements(buffer: Any) -> int:
+        count = 1
+        for dim in buffer.shape:
+            count *= int(dim)
+        return count
+
+    block = sch.get(conv)
+    written = [region.source for region in block.writes]
+    reads = [region.source for region in block.reads if not any(region.source.same_as(w) for w in written)]
+    if len(reads) != 2:  # (input, weights) in the order the conv expression reads them
+        return False
+    data, weights = reads
+    return channel_blocks * elements(data) > rows * elements(weights)
 
 
-def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFunc | None:
-    """Schedule a fused NCHW conv2d function; None when its structure is not the expected one.
+def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedule | None:
+    """Schedule a fused packed conv2d function; None when its structure is not the expected one.
 
-    Packed weights (``conv_packing``): the tile is ``vector_lanes`` output channels (one
-    vector) x up to 16 columns (one accumulator register each, 32 registers with AVX-512; 13
-    with AVX2's 16), and the accumulator is laid out column-major so each column's channels are
-    one register. OIHW weights: 8 channels x up to two vectors of columns, vectorised along the
-    row, which is all a row-contiguous layout allows.
+    The tile is ``vector_lanes`` output channels (one vector) x the widest divisor of the row up
+    to 16 columns (one accumulator register each: 32 registers with AVX-512, 13 columns with
+    AVX2's 16), and the accumulator is laid out column-major so each column's channels are one
+    register. Convs packing does not fit (grouped, non-float32) get the generic schedule.
     """
     sch = s_tir.Schedule(func)
-    found = _conv_block(sch)
-    if found is None:
+    conv = _conv_block(sch)
+    if conv is None:
         return None
-    conv, packed = found
     loops = sch.get_loops(conv)
     if len(loops) != 7:
         return None
     n, co, oh, ow, rc, ry, rx = loops
-    if packed:
-        co_tile = vector_lanes
-        w_tile = _tile_width(_extent(sch, ow), 16 if vector_lanes >= 16 else 13)
-    else:
-        co_tile = _divisor_at_most(_extent(sch, co), 8, prefer=(8, 4))
-        w_tile = _divisor_at_most(_extent(sch, ow), 2 * vector_lanes, prefer=(2 * vector_lanes, vector_lanes))
-    co_outer, co_inner = sch.split(co, [None, co_tile])
+    w_tile = _divisor_at_most(_extent(sch, ow), 16 if vector_lanes >= 16 else 13)
+    rows_outer = _rows_outer(sch, conv, _extent(sch, co) // vector_lanes, _extent(sch, oh))
+    co_outer, co_inner = sch.split(co, [None, vector_lanes])
     ow_outer, ow_inner = sch.split(ow, [None, w_tile])
-    unrolled, vectorized = (ow_inner, co_inner) if packed else (co_inner, ow_inner)
-    sch.reorder(n, co_outer, oh, ow_outer, rc, ry, rx, unrolled, vectorized)
+    outer = (oh, co_outer) if rows_outer else (co_outer, oh)
+    sch.reorder(n, *outer, ow_outer, rc, ry, rx, ow_inner, co_inner)
 
     # accumulate the tile in registers, then write it back through the epilogue
     local = sch.cache_write(conv, 0, "local")
-    if packed:  # each column's channel vector contiguous: one register per column
-        sch.transform_layout(conv, ("write", 0), lambda b, c, y, x: (b, y, x, c))
+    # each column's channel vector contiguous: one register per column
+    sch.transform_layout(conv, ("write", 0), lambda b, c, y, x: (b, y, x, c))
     sch.reverse_compute_at(local, ow_outer)
     for consumer in _elementwise_chain(sch, local):
         sch.reverse_compute_inline(consumer)
     # annotate before decompose_reduction: afterwards the update alone is no reduction block
-    sch.unroll(unrolled)
-    sch.vectorize(vectorized)
-    sch.parallel(sch.fuse(n, co_outer, oh))
+    sch.unroll(ow_inner)
+    sch.vectorize(co_inner)
+    sch.parallel(sch.fuse(n, *outer))
     sch.decompose_reduction(conv, rc)
 
     # the padding copy: computed where a row of output tiles needs it would repeat work across
@@ -109,7 +121,7 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFun
         sch.vectorize(init_loops[-1])
     write_loops = sch.get_loops(local)
     sch.vectorize(write_loops[-1])
-    return sch.mod["main"].with_attr(SCHEDULED, True)
+    return sch
 
 
 def _elementwise_chain(sch: Any, block: Any) -> list[Any]:
@@ -164,7 +176,7 @@ def _parallel_spatial(sch: Any, block: Any, vector_lanes: int) -> None:
         sch.vectorize(sch.get_loops(init)[-1])
 
 
-def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFunc | None:
+def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedule | None:
     """Parallelise every top-level block of a function (pooling, resize, concat, decode).
 
     Padding copies are inlined into their consumers first: a pool reads each padded element
@@ -182,7 +194,23 @@ def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> tirx.PrimFu
                 pass
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         _parallel_spatial(sch, block, vector_lanes)
-    return sch.mod["main"].with_attr(SCHEDULED, True)
+    return sch
+
+
+def default_schedule(func: tirx.PrimFunc, vector_lanes: int = 16) -> tuple[str, s_tir.Schedule] | None:
+    """(rule, schedule) for an unscheduled function: the conv2d rule, else the generic one.
+
+    The schedule carries its trace, which is how tuning records it as a seed (``tune``). None
+    when no rule fits the function's structure.
+    """
+    try:
+        sch = schedule_conv2d(func, vector_lanes)
+        if sch is not None:
+            return "conv2d", sch
+        sch = schedule_generic(func, vector_lanes)
+        return None if sch is None else ("generic", sch)
+    except (s_tir.ScheduleError, RuntimeError, ValueError):  # rule does not fit: keep the default
+        return None
 
 
 def vector_lanes(target: Any) -> int:
@@ -204,20 +232,13 @@ class ApplyCPUSchedules:
         for gvar, func in mod.functions.items():
             if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and func.attrs.get(SCHEDULED, False)):
                 continue
-            scheduled = None
-            kind = "conv2d"
-            try:
-                scheduled = schedule_conv2d(func, self.lanes)
-                if scheduled is None:
-                    kind = "generic"
-                    scheduled = schedule_generic(func, self.lanes)
-            except (s_tir.ScheduleError, RuntimeError, ValueError):  # rule does not fit: keep the default
-                scheduled = None
-            if scheduled is None:
+            found = default_schedule(func, self.lanes)
+            if found is None:
                 self.applied["left_default"] += 1
                 continue
+            kind, sch = found
             self.applied[kind] += 1
-            updates[gvar] = scheduled
+            updates[gvar] = sch.mod["main"].with_attr(SCHEDULED, True)
         for gvar, func in updates.items():
             mod[gvar] = func
         return mod
