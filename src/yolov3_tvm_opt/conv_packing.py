@@ -72,7 +72,7 @@ def packed_conv2d(
     )
 
 
-def packable(call: Any, lanes: int) -> bool:
+def packable(call: Any) -> bool:
     """Whether a relax.nn.conv2d call fits the packed kernel (see the module docstring)."""
     attrs = call.attrs
     weight = call.args[1]
@@ -91,7 +91,7 @@ def packed_conv2d_legalization(lanes: int) -> Callable[[Any, Any], Any]:
     """A LegalizeOps override for relax.nn.conv2d that packs the weights for ``lanes`` lanes."""
 
     def legalize(bb: Any, call: Any) -> Any:
-        if not packable(call, lanes):
+        if not packable(call):
             return topi_conv2d(bb, call)
         attrs = call.attrs
         weight = call.args[1].value.numpy()
