@@ -61,6 +61,10 @@ def run(mod, data, target=TARGET):
         (13, 16, 24, 3, 1, True, {"pool_stride": 1}),  # yolov3-tiny's last grid and its padded pool
         (16, 8, 16, 3, 1, True, {"group": 2, "convs": 0}),  # grouped: not packed, the generic schedule
         (26, 8, 24, 3, 1, True, {"target": AVX2}),  # AVX2: 8-lane packing, 13-column tiles
+        (19, 8, 16, 3, 1, True, {}),  # YOLO at 608: rows of 19 (19-column tiles with AVX-512)
+        (19, 8, 255, 1, 1, False, {}),  # ... and its heads, where channels are cropped too
+        (19, 8, 16, 3, 1, True, {"target": AVX2}),  # AVX2: two 10-column tiles, one guarded
+        (19, 8, 255, 1, 1, False, {"target": AVX2}),  # guarded tiles and a crop: divisor tiles
     ],
 )
 def test_default_schedules_are_bit_exact(tmp_path, size, cin, cout, kernel, stride, act, extra):

@@ -47,6 +47,24 @@ def _conv_block(sch: Any) -> Any | None:
     return blocks[0] if len(blocks) == 1 else None
 
 
+def _column_tile(width: int, limit: int, widest: int, guard: bool) -> int:
+    """Columns per register tile: a divisor of the row, ideally in (limit / 2, limit].
+
+    YOLO at 608 has rows of 19, 38 and 76, whose divisors <= 16 are 1, 2 and 4. With AVX-512's
+    32 registers a divisor up to ``widest`` (19) still fits; otherwise the row is cut into equal
+    tiles that do not divide it and TVM guards the last tile's spare columns (correct, but the
+    guard costs about half the speed of those convs), unless ``guard`` is False.
+    """
+    for bound in (limit, widest):
+        divisor = _divisor_at_most(width, bound)
+        if 2 * divisor > limit or divisor == width:
+            return divisor
+    if not guard:
+        return _divisor_at_most(width, limit)
+    tiles = -(-width // limit)
+    return -(-width // tiles)
+
+
 def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
     """Whether output rows should be the outer parallel loop rather than channel blocks.
 
@@ -76,9 +94,9 @@ def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
 def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedule | None:
     """Schedule a fused packed conv2d function; None when its structure is not the expected one.
 
-    The tile is ``vector_lanes`` output channels (one vector) x the widest divisor of the row up
-    to 16 columns (one accumulator register each: 32 registers with AVX-512, 13 columns with
-    AVX2's 16), and the accumulator is laid out column-major so each column's channels are one
+    The tile is ``vector_lanes`` output channels (one vector) x up to 16 columns (one
+    accumulator register each: 32 registers with AVX-512, 13 columns with AVX2's 16), and the
+    accumulator is laid out column-major so each column's channels are one
     register. Convs packing does not fit (grouped, non-float32) get the generic schedule.
     """
     sch = s_tir.Schedule(func)
@@ -89,7 +107,14 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
     if len(loops) != 7:
         return None
     n, co, oh, ow, rc, ry, rx = loops
-    w_tile = _divisor_at_most(_extent(sch, ow), 16 if vector_lanes >= 16 else 13)
+    limit, widest = (16, 24) if vector_lanes >= 16 else (13, 13)
+    # a guarded column tile and the crop of padded channels (YOLO heads) miscompiled together
+    # (wrong outputs, TVM 0.27), so cropped convs keep tiles that divide the row
+    cropped = any(
+        [int(d) for d in sch.get(block).writes[0].source.shape] != [int(d) for d in sch.get(conv).writes[0].source.shape]
+        for block in _elementwise_chain(sch, conv)
+    )
+    w_tile = _column_tile(_extent(sch, ow), limit, widest, guard=not cropped)
     rows_outer = _rows_outer(sch, conv, _extent(sch, co) // vector_lanes, _extent(sch, oh))
     co_outer, co_inner = sch.split(co, [None, vector_lanes])
     ow_outer, ow_inner = sch.split(ow, [None, w_tile])
