@@ -29,11 +29,8 @@ from tvm import s_tir, tirx  # noqa: E402
 SCHEDULED = "tirx.is_scheduled"
 
 
-def _divisor_at_most(extent: int, limit: int, prefer: tuple[int, ...] = ()) -> int:
-    """The preferred divisor if one divides ``extent``, else the largest divisor <= ``limit``."""
-    for candidate in prefer:
-        if extent % candidate == 0:
-            return candidate
+def _divisor_at_most(extent: int, limit: int) -> int:
+    """The largest divisor of ``extent`` that is <= ``limit``."""
     return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
 
 
@@ -179,7 +176,7 @@ def _parallel_spatial(sch: Any, block: Any, vector_lanes: int) -> None:
     reduction = [loop for loop, kind in zip(loops, kinds) if kind == tirx.IterVar.CommReduce]
     if not spatial or loops[: len(spatial)] != spatial:  # spatial loops first, as legalized
         return
-    tile = _divisor_at_most(_extent(sch, spatial[-1]), vector_lanes, prefer=(vector_lanes,))
+    tile = _divisor_at_most(_extent(sch, spatial[-1]), vector_lanes)
     vectorized = None
     outer = spatial[:-1]
     if tile >= 4:

@@ -158,29 +158,25 @@ def seed_default_schedules(tasks: list[Any], target: Any, database: Any, builder
         workload_mod = task.dispatched[0]
         found = default_schedule(workload_mod["main"], lanes)
         if found is not None:
-            seeds[task.task_name] = (workload_mod, found[1])
+            args_info = ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"])
+            seeds[task.task_name] = (workload_mod, found[1], args_info)
     if not seeds:
         return {}
-    built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in seeds.values()])
+    built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch, _ in seeds.values()])
     runs: dict[str, Any] = {}
-    for (name, (workload_mod, _)), build in zip(seeds.items(), built):
+    for (name, (_, _, args_info)), build in zip(seeds.items(), built):
         if build.error_msg is None:
-            args_info = ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"])
             runs[name] = runner.run([ms.runner.RunnerInput(build.artifact_path, device, args_info)])[0]
     measured: dict[str, float] = {}
     for name, future in runs.items():
         result = future.result()
         if result.error_msg is not None or not result.run_secs:
             continue
-        workload_mod, sch = seeds[name]
+        workload_mod, sch, args_info = seeds[name]
         run_secs = [float(t) for t in result.run_secs]
         database.commit_tuning_record(
             ms.database.TuningRecord(
-                sch.trace,
-                database.commit_workload(workload_mod),
-                run_secs=run_secs,
-                target=target,
-                args_info=ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"]),
+                sch.trace, database.commit_workload(workload_mod), run_secs=run_secs, target=target, args_info=args_info
             )
         )
         measured[name] = 1e3 * sum(run_secs) / len(run_secs)
@@ -262,6 +258,21 @@ RECORDS_FILE = "database_tuning_record.json"
 WORKLOADS_FILE = "database_workload.json"
 
 
+def _database_lines(tuning_dir: Path) -> tuple[int, list[str]]:
+    """(number of seed records, every record line) of a tuning directory, in commit order."""
+    seeds = load_summary(tuning_dir).get("seed_records", 0)
+    return seeds, (Path(tuning_dir) / RECORDS_FILE).read_text().splitlines(keepends=True)
+
+
+def _write_database(tuning_dir: Path, out_dir: Path, lines: list[str]) -> Path:
+    """A database directory with ``tuning_dir``'s workloads and the given record lines."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / WORKLOADS_FILE).write_text((Path(tuning_dir) / WORKLOADS_FILE).read_text())
+    (out_dir / RECORDS_FILE).write_text("".join(lines))
+    return out_dir
+
+
 def truncated_database(tuning_dir: Path, trials: int, out_dir: Path) -> Path:
     """A copy of ``tuning_dir`` holding its seed records and its first ``trials`` measured ones.
 
@@ -271,13 +282,9 @@ def truncated_database(tuning_dir: Path, trials: int, out_dir: Path) -> Path:
     curve.
     """
     summary = load_summary(tuning_dir)
-    lines = (Path(tuning_dir) / RECORDS_FILE).read_text().splitlines(keepends=True)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / WORKLOADS_FILE).write_text((Path(tuning_dir) / WORKLOADS_FILE).read_text())
-    (out_dir / RECORDS_FILE).write_text("".join(lines[: summary.get("seed_records", 0) + trials]))
-    searched = len(lines) - summary.get("seed_records", 0)
-    write_json(out_dir / SUMMARY_FILE, {**summary, "trials": min(trials, searched), "truncated_from": summary["trials"]})
+    seeds, lines = _database_lines(tuning_dir)
+    out_dir = _write_database(tuning_dir, out_dir, lines[: seeds + trials])
+    write_json(out_dir / SUMMARY_FILE, {**summary, "trials": min(trials, len(lines) - seeds), "truncated_from": summary["trials"]})
     return out_dir
 
 
@@ -289,8 +296,7 @@ def improving_records(tuning_dir: Path, out_dir: Path) -> int:
     default and call it "tuned". So a tuned build takes MetaSchedule's records exactly where they
     were measured faster than our schedule, and our current default everywhere else.
     """
-    seeds = load_summary(tuning_dir).get("seed_records", 0)
-    lines = (Path(tuning_dir) / RECORDS_FILE).read_text().splitlines(keepends=True)
+    seeds, lines = _database_lines(tuning_dir)
 
     def seconds(line: str) -> tuple[int, float]:
         workload, (_, run_secs, *_) = json.loads(line)
@@ -302,9 +308,5 @@ def improving_records(tuning_dir: Path, out_dir: Path) -> int:
         workload, secs = seconds(line)
         best[workload] = min(secs, best.get(workload, float("inf")))
     improved = {w for w, secs in best.items() if secs < seed_time.get(w, float("inf"))}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / WORKLOADS_FILE).write_text((Path(tuning_dir) / WORKLOADS_FILE).read_text())
-    (out_dir / RECORDS_FILE).write_text("".join(line for line in lines[seeds:] if seconds(line)[0] in improved))
+    _write_database(tuning_dir, out_dir, [line for line in lines[seeds:] if seconds(line)[0] in improved])
     return len(improved)
-
