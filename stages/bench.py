@@ -1,35 +1,41 @@
-"""DVC stage `bench`: both variants and ONNX Runtime on one input -> metrics/ (latency, profile, plots)."""
+"""DVC stage `bench`: both variants and ONNX Runtime on one input -> metrics (latency, profile, plot data, charts)."""
 
-import sys
+import argparse
 from pathlib import Path
 
-from yolov3_tvm_opt.bench import bench_variants
-from yolov3_tvm_opt.detect import model_input
-from yolov3_tvm_opt.errors import exit_code_of
-from yolov3_tvm_opt.params import load_section
-from yolov3_tvm_opt.report import summary_table, write_bench_report
+from _stage import run
+
+from yolov3_tvm_opt.core.params import load_section
+from yolov3_tvm_opt.evaluate.bench import bench_variants
+from yolov3_tvm_opt.evaluate.images import model_input
+from yolov3_tvm_opt.evaluate.report import plot_pngs, summary_table, write_bench_report
 from yolov3_tvm_opt.runtime import load_artifact
 
-ARTIFACTS = {"baseline": Path("artifacts/baseline"), "fastscatter": Path("artifacts/fastscatter")}
 
-
-def main() -> None:
-    bench, target = load_section("bench"), load_section("target")
-    meta = load_artifact(ARTIFACTS["baseline"]).meta
+def main(args: argparse.Namespace) -> None:
+    bench = load_section("bench")
+    artifacts = {"baseline": Path(args.baseline), "fastscatter": Path(args.fastscatter)}
+    meta = load_artifact(artifacts["baseline"]).meta
     image = Path(bench.image) if bench.image else None
     data, _ = model_input(meta["input_shape"], meta["input_dtype"], image, bench.input_scale, letterbox=bench.letterbox)
     results = bench_variants(
-        ARTIFACTS,
+        artifacts,
         data,
-        device=target.device,
+        onnx_path=Path(args.onnx),
         iters=bench.iters,
         warmup=bench.warmup,
         max_seconds=bench.max_seconds,
-        threads=target.cpu_threads,
         profile_topk=bench.profile_topk,
     )
-    print(summary_table(write_bench_report(results, Path("metrics"))))
+    metrics = write_bench_report(results, Path(args.metrics))
+    plot_pngs(Path(args.metrics), Path(args.metrics) / "plots")
+    print(summary_table(metrics))
 
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--baseline", required=True)
+    parser.add_argument("--fastscatter", required=True)
+    parser.add_argument("--onnx", required=True, help="the ONNX both were built from (ONNX Runtime's reference)")
+    parser.add_argument("--metrics", required=True, help="the metrics directory")
+    run(main, parser)

@@ -1,32 +1,38 @@
-"""DVC stages `compile_baseline` / `compile_fastscatter`: models/model.onnx -> artifacts/<variant>/."""
+"""DVC stages `compile_baseline` / `compile_fastscatter`: the model's ONNX -> one artifact directory."""
 
-import sys
+import argparse
 from pathlib import Path
 
-from yolov3_tvm_opt.compile import compile_onnx
-from yolov3_tvm_opt.errors import UserError, exit_code_of
-from yolov3_tvm_opt.params import load_section
+from _stage import run
 
-VARIANTS = ("baseline", "fastscatter")
+from yolov3_tvm_opt.compiler.compile import compile_onnx
+from yolov3_tvm_opt.core.files import write_json
+from yolov3_tvm_opt.core.options import VARIANTS, CompileOptions
+from yolov3_tvm_opt.core.params import load_section
 
 
-def main() -> None:
-    variant = sys.argv[1] if len(sys.argv) == 2 else ""
-    if variant not in VARIANTS:
-        raise UserError(f"usage: stages/compile.py {{{'|'.join(VARIANTS)}}}")
+def main(args: argparse.Namespace) -> None:
     target, tune = load_section("target"), load_section("tune")
-    options = target.compile_options(
-        fast_scatter_nd=variant == "fastscatter",
+    options = CompileOptions(
+        target=target,
+        fast_scatter_nd=args.variant == "fastscatter",
         size=load_section("model").size,
-        tuning_dir="tuning" if tune.enabled else None,
+        tuning_dir=args.tuning if tune.enabled else None,
     )
-    print(f"compile_{variant}: models/model.onnx for {target.kind} ...", flush=True)
-    meta = compile_onnx(Path("models/model.onnx"), Path("artifacts") / variant, options)
+    print(f"compile_{args.variant}: {args.onnx} for {target.kind} ...", flush=True)
+    result = compile_onnx(Path(args.onnx), Path(args.out), options)
+    write_json(Path(args.report), {"compile_seconds": result.seconds, "tuned_functions": result.meta["tuned_functions"]})
     print(
-        f"compile_{variant}: artifacts/{variant} in {meta['compile_seconds']:.1f} s, scatter_nd {meta['scatter_nd']}, "
-        f"tuned functions {meta['tuned_functions']}"
+        f"compile_{args.variant}: {args.out} in {result.seconds:.1f} s, scatter_nd {result.meta['scatter_nd']}, "
+        f"tuned functions {result.meta['tuned_functions']}"
     )
 
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--onnx", required=True)
+    parser.add_argument("--tuning", required=True, help="the tune stage's database (applied when tune.enabled)")
+    parser.add_argument("--out", required=True, help="the artifact directory")
+    parser.add_argument("--report", required=True, help="how long it took (nothing depends on it)")
+    run(main, parser)

@@ -1,19 +1,22 @@
-"""DVC stage `model`: write models/model.onnx from params.yaml's model section."""
+"""DVC stage `model`: write the model's ONNX from params.yaml's model section (no TVM involved)."""
 
-import sys
+import argparse
 from pathlib import Path
 
-from yolov3_tvm_opt.errors import exit_code_of
-from yolov3_tvm_opt.models import build_model
-from yolov3_tvm_opt.params import load_section
+from _stage import run
+
+from yolov3_tvm_opt.core.params import load_section
+from yolov3_tvm_opt.models.sources import build_model
 
 
-def main() -> None:
+def main(args: argparse.Namespace) -> None:
     model = load_section("model")
-    info = build_model(model.source, model.size, Path("models/model.onnx"), seed=model.seed)
+    info = build_model(model.source, model.size, Path(args.out), seed=model.seed)
     note = " (synthetic weights: for latency only)" if info.synthetic else ""
     print(f"model: {info.source} at {info.size}px, {info.scatternd_nodes} ScatterND nodes -> {info.path}{note}")
 
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    run(main, parser)

@@ -1,30 +1,30 @@
-"""DVC stage `visualize`: boxes on every photo -> pictures/vis/, latency and profile charts as PNG."""
+"""DVC stage `visualize`: boxes on every photo -> <out>/*_vis.jpg and <out>/detections.json."""
 
-import sys
+import argparse
 from pathlib import Path
 
-from yolov3_tvm_opt.errors import exit_code_of
-from yolov3_tvm_opt.params import load_section
-from yolov3_tvm_opt.report import plot_pngs
-from yolov3_tvm_opt.visualize import visualize_photos
+from _stage import run
+
+from yolov3_tvm_opt.core.params import load_section
+from yolov3_tvm_opt.evaluate.visualize import visualize_photos
 
 
-def main() -> None:
-    vis, bench, target = load_section("visualize"), load_section("bench"), load_section("target")
-    out = Path("pictures/vis")
+def main(args: argparse.Namespace) -> None:
+    vis, bench = load_section("visualize"), load_section("bench")
     visualize_photos(
-        Path("artifacts/fastscatter"),
+        Path(args.artifact),
         Path(vis.images),
-        out,
+        Path(args.out),
         input_scale=bench.input_scale,
         letterbox=bench.letterbox,
-        device=target.device,
         score_thresh=vis.score_thresh,
         nms_iou=vis.nms_iou,
     )
-    charts = plot_pngs(Path("metrics"), Path("metrics/plots"))
-    print(f"visualize: {out}/*_vis.jpg, {out}/detections.json, " + ", ".join(map(str, charts)))
+    print(f"visualize: {args.out}/*_vis.jpg, {args.out}/detections.json")
 
 
 if __name__ == "__main__":
-    sys.exit(exit_code_of(main))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--artifact", required=True)
+    parser.add_argument("--out", required=True)
+    run(main, parser)

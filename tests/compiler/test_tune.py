@@ -1,0 +1,190 @@
+"""MetaSchedule tuning: records are applied, the target is checked, RPC measurement works.
+
+A one-conv model keeps tuning to seconds; the RPC test starts TVM's own tracker and server on
+127.0.0.1 and tunes through them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from yolov3_tvm_opt.compiler.compile import compile_onnx
+from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
+from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.runtime import create_vm, load_artifact
+from yolov3_tvm_opt.compiler.tune import tune_model
+from yolov3_tvm_opt.core.options import TuneOptions
+from yolov3_tvm_opt.runtime.rpc import check_tracker
+from yolov3_tvm_opt.core.tvm_loader import load_tvm
+
+tvm = load_tvm()
+
+TRIALS = TuneOptions(enabled=True, trials=4, trials_per_iter=4)
+
+
+@pytest.fixture(scope="module")
+def conv_onnx(tmp_path_factory) -> Path:
+    """A 3x3 conv + relu on a 3-channel 16x16 image: one tuning task."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [weight],
+    )
+    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tuning") / "db"
+    summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), TRIALS).summary
+    assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
+    assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
+    return out
+
+
+def test_seed_record_is_our_default_schedule(conv_onnx, tuned_dir, tmp_path):
+    """The database's first record, applied, gives exactly the function cpu_schedule builds."""
+    from tvm import relax
+
+    from yolov3_tvm_opt.compiler.frontend import import_onnx
+    from yolov3_tvm_opt.compiler.pipeline import optimize
+    from yolov3_tvm_opt.compiler.target import make_target
+    from yolov3_tvm_opt.compiler.tuning_db import RECORDS_FILE, WORKLOADS_FILE
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / WORKLOADS_FILE).write_text((tuned_dir / WORKLOADS_FILE).read_text())
+    (seeds / RECORDS_FILE).write_text((tuned_dir / RECORDS_FILE).read_text().splitlines(keepends=True)[0])
+    target = make_target(TargetOptions(cpu_threads=2))
+    mod, _, _ = import_onnx(conv_onnx)
+    default, counts = optimize(mod, target)
+    assert counts["conv2d_default_schedules"] == 1
+    with target:
+        from_seed = relax.transform.MetaScheduleApplyDatabase(str(seeds))(optimize(mod, target, default_schedules=False)[0])
+    conv = [gv for gv in default.functions if "conv2d" in gv.name_hint]
+    assert len(conv) == 1
+    tvm.ir.assert_structural_equal(from_seed[conv[0].name_hint].body, default[conv[0].name_hint].body)
+
+
+def with_seed_seconds(tuned_dir: Path, out: Path, seconds: float) -> Path:
+    """A copy of the database whose seed record claims ``seconds`` (the searched ones unchanged)."""
+    from yolov3_tvm_opt.compiler.tuning_db import RECORDS_FILE
+
+    shutil.copytree(tuned_dir, out)
+    lines = (out / RECORDS_FILE).read_text().splitlines(keepends=True)
+    workload, record = json.loads(lines[0])
+    record[1] = [seconds]
+    (out / RECORDS_FILE).write_text(json.dumps([workload, record]) + "\n" + "".join(lines[1:]))
+    return out
+
+
+def test_records_that_beat_our_schedule_are_applied_and_correct(conv_onnx, tuned_dir, tmp_path):
+    db = with_seed_seconds(tuned_dir, tmp_path / "db", 1.0)  # every searched record beats a 1 s seed
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=2), tuning_dir=str(db))).meta
+    assert meta["tuned"] is True and meta["tuned_functions"] == 1
+    untuned = compile_onnx(conv_onnx, tmp_path / "b", CompileOptions(target=TargetOptions(cpu_threads=2))).meta
+    assert untuned["tuned"] is False and untuned["tuned_functions"] == 0
+    data = np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)
+    (a,) = create_vm(load_artifact(tmp_path / "a"), "cpu").run(data)
+    (b,) = create_vm(load_artifact(tmp_path / "b"), "cpu").run(data)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_where_our_schedule_is_faster_the_build_keeps_it(conv_onnx, tuned_dir, tmp_path):
+    db = with_seed_seconds(tuned_dir, tmp_path / "db", 1e-12)
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=2), tuning_dir=str(db))).meta
+    assert meta["tuned"] is False and meta["schedules"]["conv2d_default_schedules"] == 1
+
+
+def test_database_for_another_target_is_refused(conv_onnx, tuned_dir, tmp_path):
+    with pytest.raises(UserError, match="tuned for"):
+        compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=1), tuning_dir=str(tuned_dir)))
+    assert not (tmp_path / "a").exists()
+
+
+def test_zero_trials_writes_an_empty_database(conv_onnx, tmp_path):
+    summary = tune_model(conv_onnx, tmp_path / "db", CompileOptions(target=TargetOptions(cpu_threads=2)), TuneOptions(trials=0)).summary
+    assert summary["trials"] == 0
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=2), tuning_dir=str(tmp_path / "db"))).meta
+    assert meta["tuned"] is False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(predicate, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (UserError, OSError):  # not listening / not registered yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for the RPC tracker/server")
+
+
+def test_unreachable_tracker_is_a_user_error():
+    with pytest.raises(UserError, match="cannot reach the RPC tracker"):
+        check_tracker("127.0.0.1", _free_port(), "cpu")
+
+
+def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path):
+    port = _free_port()
+    tracker = subprocess.Popen(
+        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = None
+    try:
+        _wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, 30)
+        with pytest.raises(UserError, match="no server with key 'test-cpu'"):
+            check_tracker("127.0.0.1", port, "test-cpu")
+        server_port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu",
+             "--host", "127.0.0.1", "--port", str(server_port), "--port-end", str(server_port + 10), "--no-fork"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait_for(lambda: check_tracker("127.0.0.1", port, "test-cpu") == 1, 30)
+        options = TuneOptions(enabled=True, trials=4, trials_per_iter=4, runner="rpc", tracker_port=port, key="test-cpu")
+        summary = tune_model(conv_onnx, tmp_path / "db", CompileOptions(target=TargetOptions(cpu_threads=2)), options).summary
+        assert summary["runner"] == "rpc" and summary["records"] > 0
+        assert json.loads((tmp_path / "db" / "summary.json").read_text())["measured_trials"] >= 1
+    finally:
+        for proc in (server, tracker):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def test_truncated_database_is_the_database_after_n_trials(tuned_dir, conv_onnx, tmp_path):
+    from yolov3_tvm_opt.compiler.tuning_db import RECORDS_FILE, truncated_database
+
+    full = (tuned_dir / RECORDS_FILE).read_text().splitlines()
+    cut = truncated_database(with_seed_seconds(tuned_dir, tmp_path / "db", 1.0), 1, tmp_path / "cut")
+    assert (cut / RECORDS_FILE).read_text().splitlines()[1:] == full[1:2]  # the seed, then trial 1
+    assert json.loads((cut / "summary.json").read_text())["trials"] == 1
+    meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=2), tuning_dir=str(cut))).meta
+    assert meta["tuned_functions"] == 1
