@@ -69,6 +69,7 @@ def test_smoke_prints_version_and_cuda(capsys):
     assert "tvm version: 0.27" in out and "cuda enabled:" in out and "smoke: ok" in out
 
 
+@pytest.mark.needs_nvcc
 def test_smoke_cuda_builds_without_gpu(capsys):
     assert main(["smoke", "--target", "cuda"]) == 0
     assert "smoke: ok" in capsys.readouterr().out

@@ -127,6 +127,18 @@ def test_the_runtime_runs_without_the_compiler():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.strip() == "[]"
 
 
+def test_a_stage_run_by_the_wrong_interpreter_says_what_to_do(tmp_path):
+    """`dvc repro` from outside the venv runs stages with a python that lacks our package."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-S", "stages/model.py", "--out", str(tmp_path / "m.onnx")],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot import yolov3_tvm_opt" in proc.stderr and "make bench" in proc.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_no_layer_imports_a_layer_above_it():
     """core < models, runtime < compiler < evaluate < cli; runtime never reaches the compiler."""
     allowed = {
@@ -163,6 +175,7 @@ def pipeline_repo(tmp_path_factory, photos) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     metrics = json.loads((pipeline_repo / "metrics/latency.json").read_text())
     assert LATENCY_KEYS <= set(metrics)
@@ -179,6 +192,7 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     assert "didn't change, skipping" in again and "Running stage" not in again
 
 
+@pytest.mark.slow
 def test_input_scale_makes_only_bench_and_visualize_stale(pipeline_repo):
     original = (pipeline_repo / "params.yaml").read_text()
     try:
@@ -189,6 +203,7 @@ def test_input_scale_makes_only_bench_and_visualize_stale(pipeline_repo):
     assert stale_stages(pipeline_repo) == set()
 
 
+@pytest.mark.slow
 def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
     original = (pipeline_repo / "params.yaml").read_text()
     try:
@@ -202,6 +217,7 @@ def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
     assert stale_stages(pipeline_repo) == set()
 
 
+@pytest.mark.slow
 def test_metrics_diff_between_commits_shows_speedup(pipeline_repo):
     run(["git", "add", "-A"], pipeline_repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], pipeline_repo)
@@ -209,6 +225,7 @@ def test_metrics_diff_between_commits_shows_speedup(pipeline_repo):
     assert "speedup" in diff and "metrics/latency.json" in diff
 
 
+@pytest.mark.slow
 def test_interrupted_stage_reruns_cleanly(pipeline_repo):
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(
@@ -222,6 +239,7 @@ def test_interrupted_stage_reruns_cleanly(pipeline_repo):
     os.killpg(proc.pid, signal.SIGINT)
     rest = proc.stdout.read().decode()
     assert proc.wait(timeout=120) != 0, f"the interrupted repro should fail:\n{rest}"
+    assert "Traceback" not in rest and "interrupted:" in rest, rest
     leftovers = [p.name for p in (pipeline_repo / "artifacts").iterdir() if p.name.startswith(".")]
     assert leftovers == [], "an interrupted compile must not leave temporary directories"
     run(["dvc", "repro"], pipeline_repo)
@@ -232,6 +250,7 @@ def test_interrupted_stage_reruns_cleanly(pipeline_repo):
     assert "is not" not in run(["dvc", "status", "--json"], pipeline_repo).stdout
 
 
+@pytest.mark.slow
 def test_model_size_change_builds_that_size_not_a_cached_model(pipeline_repo):
     """DVC's run-cache ignores section-valued params; ours are listed key by key so this holds."""
     from yolov3_tvm_opt.models.onnx_info import read_input_spec
@@ -262,6 +281,7 @@ def _ran_after_editing(repo: Path, relative: str) -> set[str]:
     return ran
 
 
+@pytest.mark.slow
 def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
     """The rerun matrix: which stages run after an edit to each layer.
 

@@ -59,6 +59,7 @@ def _kernels(source: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2]))
 
 
+@pytest.mark.needs_nvcc
 def test_cuda_builds_and_fastscatter_has_no_scatter_loop(tiny_cuda_artifacts):
     baseline = _kernels((tiny_cuda_artifacts["baseline"] / "kernels.cu").read_text())
     fast = _kernels((tiny_cuda_artifacts["fastscatter"] / "kernels.cu").read_text())
