@@ -185,7 +185,7 @@ def test_what_cannot_be_proven_stays_and_says_why():
     assert_same_bits(runtime, rewrite_dense_scatternd(runtime)[0], feeds)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_onnx", "yolov3_onnx"])
+@pytest.mark.parametrize("fixture", ["tiny_onnx", pytest.param("yolov3_onnx", marks=pytest.mark.slow)])
 def test_yolo_export_is_bit_exact_on_a_photo_and_random_input(fixture, request, photos, tmp_path):
     source = request.getfixturevalue(fixture)
     out = tmp_path / "noscatter.onnx"
