@@ -75,6 +75,8 @@ def box_cases(draw):
     indices = box_indices(box)
     if draw(st.booleans()):  # the same box spelled with negative indices where possible
         indices = np.where(draw(st.booleans()), indices - np.asarray(shape[:m]), indices)
+    if draw(st.booleans()):  # a flat list of index tuples: the updates need reshaping to the box
+        indices = indices.reshape(-1, m)
     return shape, indices, draw(st.sampled_from(REDUCTIONS)), draw(st.integers(0, 2**16))
 
 
@@ -92,6 +94,23 @@ def test_every_dense_box_becomes_slices_and_is_bit_exact(case):
     rng = np.random.default_rng(seed)
     feeds = {"data": rng.standard_normal(shape).astype(np.float32),
              "updates": rng.standard_normal(indices.shape[:-1] + shape[indices.shape[-1]:]).astype(np.float32)}
+    assert_same_bits(model, rewritten, feeds)
+
+
+def test_scatters_that_overwrite_everything_in_a_row():
+    """Each whole-tensor scatter becomes an Identity of its updates, the second reading the first."""
+    shape = (2, 3)
+    whole = numpy_helper.from_array(box_indices([(0, 2)]), "whole")
+    nodes = [helper.make_node("ScatterND", ["data", "whole", "updates"], ["s1"], name="first"),
+             helper.make_node("ScatterND", ["data", "whole", "s1"], ["s2"], name="second")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(shape))
+                                           for n in ("data", "updates")],
+                              [helper.make_tensor_value_info("s2", TensorProto.FLOAT, list(shape))], [whole])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+    rewritten, report = rewrite_dense_scatternd(model)
+    assert report.rewritten == ["first", "second"] and op_types(rewritten) == ["Identity", "Identity"]
+    onnx.checker.check_model(rewritten, full_check=True)
+    feeds = {"data": np.zeros(shape, np.float32), "updates": np.arange(6, dtype=np.float32).reshape(shape)}
     assert_same_bits(model, rewritten, feeds)
 
 

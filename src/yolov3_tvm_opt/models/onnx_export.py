@@ -239,7 +239,7 @@ def _rewrite_one(node: onnx.NodeProto, constants: _Constants, emit: _Emitter) ->
         return "its constant indices do not enumerate a dense box in row-major order"
     if reduction != "none" and reduction not in _COMBINE:
         return f"reduction {reduction!r} is not one ONNX defines"
-    name, m = node.name or node.output[0], len(box)
+    name, m, first = node.name or node.output[0], len(box), len(emit.nodes)
     box_shape = [b - a for a, b in box] + list(shape[m:])
     content = updates
     if list(indices.shape[:-1]) + list(shape[m:]) != box_shape:
@@ -254,7 +254,7 @@ def _rewrite_one(node: onnx.NodeProto, constants: _Constants, emit: _Emitter) ->
         join=lambda pieces, axis: emit.node("Concat", pieces, f"{name}/concat{axis}", axis=axis),
     )
     out = node.output[0]
-    if emit.nodes and emit.nodes[-1].output[0] == result:
+    if len(emit.nodes) > first and emit.nodes[-1].output[0] == result:
         emit.nodes[-1].output[0] = out  # the last node built the result: let it write the scatter's output
     else:
         emit.nodes.append(helper.make_node("Identity", [result], [out], name=emit.fresh(f"{name}/box_all")))
