@@ -73,3 +73,20 @@ def test_smoke_prints_version_and_cuda(capsys):
 def test_smoke_cuda_builds_without_gpu(capsys):
     assert main(["smoke", "--target", "cuda"]) == 0
     assert "smoke: ok" in capsys.readouterr().out
+
+
+def test_export_onnx_rewrites_copies_or_refuses_in_one_line(tiny_onnx, tmp_path):
+    out = tmp_path / "noscatter.onnx"
+    proc = cli("export-onnx", "--onnx", str(tiny_onnx), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "4 of 4 ScatterND rewritten to Slice + Concat, 0 left" in proc.stdout and out.is_file()
+    again = cli("export-onnx", "--onnx", str(out), "--out", str(tmp_path / "again.onnx"))
+    assert again.returncode == 0 and again.stderr == ""
+    assert again.stdout.strip().splitlines() == [
+        f"no ScatterND in {out}: nothing to rewrite, copied it unchanged to {tmp_path / 'again.onnx'}"
+    ]
+    assert (tmp_path / "again.onnx").read_bytes() == out.read_bytes()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not onnx")
+    _one_line_error(cli("export-onnx", "--onnx", str(garbage), "--out", str(tmp_path / "x.onnx")), "garbage.onnx")
+    assert not (tmp_path / "x.onnx").exists()

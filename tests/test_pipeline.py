@@ -117,7 +117,8 @@ def test_every_stage_depends_on_exactly_the_package_directories_it_runs():
 
 
 def test_the_model_stage_and_the_cli_load_no_tvm():
-    probe = "import sys, yolov3_tvm_opt.cli, yolov3_tvm_opt.models.sources; print('tvm' in sys.modules)"
+    probe = ("import sys, yolov3_tvm_opt.cli, yolov3_tvm_opt.models.sources, yolov3_tvm_opt.models.onnx_export; "
+             "print('tvm' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
@@ -185,6 +186,10 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     assert set(profile) == {"baseline", "fastscatter"} and profile["baseline"][0]["rank"] == 1
     assert (pipeline_repo / "metrics/plots/latency.png").stat().st_size > 0
     assert (pipeline_repo / "pictures/vis/motorcycle_left_vis.jpg").is_file()
+    import onnx
+
+    noscatter = onnx.load(pipeline_repo / "models/model.noscatter.onnx")
+    assert noscatter.graph.node and "ScatterND" not in {n.op_type for n in noscatter.graph.node}
     dets = json.loads((pipeline_repo / "pictures/vis/detections.json").read_text())
     assert set(dets) >= {"motorcycle_left.png", "grace_hopper.jpg"}
     assert stale_stages(pipeline_repo) == set()
@@ -303,6 +308,6 @@ def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
     assert matrix["src/yolov3_tvm_opt/evaluate/report.py"] == {"smoke", "bench", "visualize"}
     schedule = matrix["src/yolov3_tvm_opt/compiler/cpu_schedule.py"]
     assert {"smoke", "tune", "compile_baseline", "compile_fastscatter"} <= schedule and "model" not in schedule
-    assert "model" in matrix["src/yolov3_tvm_opt/models/darknet.py"]
+    assert {"model", "export"} <= matrix["src/yolov3_tvm_opt/models/darknet.py"]
     assert matrix["stages/visualize.py"] == {"visualize"}
     assert stale_stages(pipeline_repo) == set()

@@ -55,6 +55,16 @@ def _cmd_model(args: argparse.Namespace) -> None:
           f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> None:
+    from .models.onnx_export import export_noscatter
+
+    report = export_noscatter(Path(args.onnx), Path(args.out))
+    if not report.rewritten and not report.kept:
+        print(f"no ScatterND in {args.onnx}: nothing to rewrite, copied it unchanged to {args.out}")
+    else:
+        print(f"wrote {args.out}: {report.summary()}")
+
+
 def _tune_options(args: argparse.Namespace) -> TuneOptions:
     host, _, port = args.tracker.partition(":")
     if not host or not port.isdigit():
@@ -193,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--out", required=True)
     model.add_argument("--seed", type=int, default=model_defaults.seed, help="seed of yolov3's synthetic weights")
     model.set_defaults(func=_cmd_model)
+
+    export = sub.add_parser("export-onnx", help="rewrite provably dense ScatterND to Slice + Concat, for any runtime")
+    export.add_argument("--onnx", required=True, help="the model to rewrite")
+    export.add_argument("--out", required=True, help="where the ScatterND-free model goes (written atomically)")
+    export.set_defaults(func=_cmd_export_onnx)
 
     tune = TuneOptions()
     comp = sub.add_parser("compile", help="ONNX -> TVM artifact directory (model.so + meta.json)")
