@@ -32,7 +32,8 @@ def test_the_cli_takes_its_defaults_from_the_options():
     compile_ = parser.parse_args(["compile", "--onnx", "m", "--out_dir", "a"])
     tune, target = TuneOptions(), TargetOptions()
     assert (compile_.trials, compile_.trials_per_iter, compile_.trials_per_task) == (tune.trials, tune.trials_per_iter, tune.trials_per_task)
-    assert (compile_.target, compile_.cuda_arch, compile_.threads, compile_.mcpu) == tuple(asdict(target).values())
+    flags = (compile_.target, compile_.cuda_arch, compile_.threads, compile_.mcpu, compile_.precision, not compile_.no_cuda_graph)
+    assert flags == tuple(asdict(target).values())
 
 
 def test_seed_bench_differs_from_the_pipeline_only_where_it_says():

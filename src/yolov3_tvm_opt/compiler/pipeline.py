@@ -15,6 +15,7 @@ from typing import Any
 from ..core.tvm_loader import load_tvm
 from .conv_packing import packed_conv2d_legalization
 from .cpu_schedule import ApplyCPUSchedules, vector_lanes
+from .precision import apply_precision
 from .target import kind_of
 from .tuning_db import improving_records
 
@@ -34,6 +35,7 @@ def optimize(
     legalize_overrides: dict[str, Any] | None = None,
     tuning_dir: Path | None = None,
     default_schedules: bool = True,
+    precision: str = "fp32",
 ) -> tuple[Any, dict[str, int]]:
     """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
@@ -45,7 +47,10 @@ def optimize(
     remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
+    ``precision`` (``core.options.PRECISIONS``) rewrites the graph first (``precision.apply_precision``),
+    so tuning and compiling see the same reduced-precision functions.
     """
+    mod = apply_precision(mod, target, precision)
     overrides = dict(legalize_overrides or {})
     if kind_of(target) == "llvm":
         overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
@@ -88,6 +93,21 @@ def lower_pipeline(target: Any) -> Any:
             return tvm.transform.Sequential(stages.dataflow_lower_passes(target) + stages.finalize_passes(target))(mod)
 
     return _pipeline
+
+
+# The pass-context switch of TVM's RewriteCUDAGraph (in the cuda backend's finalize passes).
+CUDA_GRAPH_CONFIG = "relax.backend.use_cuda_graph"
+
+
+def build_context(target: Any, cuda_graph: bool) -> Any:
+    """The pass context ``relax.build`` runs in: on cuda with ``cuda_graph``, the model's kernels are captured in CUDA graphs.
+
+    TVM's ``RewriteCUDAGraph`` lifts every static region of ``main`` (allocations and kernel
+    launches) into functions the VM captures on the first run and replays afterwards, so one
+    inference costs a few graph launches instead of one launch per kernel. Inside a replayed
+    graph the VM's instrument sees one call, which is why a per-op profile needs a build without it.
+    """
+    return tvm.transform.PassContext(config={CUDA_GRAPH_CONFIG: bool(cuda_graph and kind_of(target) == "cuda")})
 
 
 def build(mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode") -> Any:
