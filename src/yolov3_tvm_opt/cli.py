@@ -19,6 +19,7 @@ from .core.errors import UserError, exit_code_of
 from .core.options import (
     SEED_BENCH,
     TARGET_KINDS,
+    WEIGHTS_MODES,
     CompileOptions,
     ModelOptions,
     TargetOptions,
@@ -71,7 +72,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     tuning_dir = args.tuning_dir or (f"{args.out_dir.rstrip('/')}_tuning" if args.tune else None)
     options = CompileOptions(
         target=_target(args), fast_scatter_nd=args.fast_scatter_nd, exec_mode=args.exec_mode, size=args.size,
-        tuning_dir=tuning_dir,
+        tuning_dir=tuning_dir, weights=args.weights,
     )
     if args.tune:
         from .compiler.tune import tune_model
@@ -81,7 +82,8 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     print(f"compiling {args.onnx} for {args.target} ({options.variant}) ...", flush=True)
     result = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
     meta = result.meta
-    print(f"wrote {args.out_dir}/model.so and meta.json in {result.seconds:.1f} s (target {meta['target']})")
+    written = "model.so, weights.bin and meta.json" if "weights" in meta else "model.so and meta.json"
+    print(f"wrote {written} to {args.out_dir} in {result.seconds:.1f} s (target {meta['target']})")
     if tuning_dir:
         print(f"tuned: {meta['tuned']} ({meta['tuned_functions']} functions took records from {tuning_dir})")
     if meta["scatter_nd"]:
@@ -210,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--key", default=tune.key, help="RPC device key (--runner rpc)")
     comp.add_argument("--exec_mode", choices=["bytecode", "compiled"], default=CompileOptions.exec_mode)
     comp.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
+    comp.add_argument("--weights", choices=WEIGHTS_MODES, default=CompileOptions.weights,
+                      help="embedded: weights inside model.so; separate: conv weights in weights.bin beside it")
     comp.set_defaults(func=_cmd_compile)
 
     seed, vis = SEED_BENCH, VisualizeOptions()

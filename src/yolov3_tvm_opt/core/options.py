@@ -19,6 +19,10 @@ from .errors import UserError
 TARGET_KINDS = ("llvm", "cuda")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("baseline", "fastscatter")
+# embedded: every weight is a constant inside model.so (one file to copy). separate: the conv
+# weights go to weights.bin beside it, as ONNX holds them, so both variants share one file and a
+# deploy bundle can ship (or regenerate) them once.
+WEIGHTS_MODES = ("embedded", "separate")
 
 
 def device_of(target_kind: str) -> str:
@@ -61,6 +65,7 @@ class CompileOptions:
     size: int | None = None  # fixes a dynamic image input to size x size
     tuning_dir: str | None = None  # a tuning database to apply
     default_schedules: bool = True  # llvm: our schedules for functions without a tuning record
+    weights: str = WEIGHTS_MODES[0]  # embedded | separate (see WEIGHTS_MODES)
 
     @property
     def variant(self) -> str:
