@@ -19,6 +19,7 @@ from .core.errors import UserError, exit_code_of
 from .core.options import (
     SEED_BENCH,
     TARGET_KINDS,
+    BenchOptions,
     WEIGHTS_MODES,
     CompileOptions,
     ModelOptions,
@@ -137,6 +138,15 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             print(f"saved visualisation to {args.save_vis}")
 
 
+def _cmd_bundle(args: argparse.Namespace) -> None:
+    from .evaluate.bundle import build_bundle
+
+    image = Path(args.image) if args.image else None
+    tarball = build_bundle([Path(d) for d in args.artifact_dir], Path(args.out), image, args.input_scale, args.letterbox)
+    size = tarball.stat().st_size / 1e6
+    print(f"wrote {args.out}/ and {tarball} ({size:.1f} MB); on the target: tar xzf {tarball.name} && bash {Path(args.out).name}/run.sh")
+
+
 def _cmd_curve(args: argparse.Namespace) -> None:
     from .compiler.tuning_db import load_summary
     from .evaluate.curve import tuning_curve, write_curve
@@ -239,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile_topk", type=int, default=seed.profile_topk)
     bench.add_argument("--json", default=None, help="write the full result (stats, samples, profile) as JSON")
     bench.set_defaults(func=_cmd_bench)
+
+    pipeline_bench = BenchOptions()
+    bundle = sub.add_parser("bundle", help="artifacts + runtime-only TVM + reference, runnable with `bash run.sh` on a bare host")
+    bundle.add_argument("--artifact_dir", action="append", required=True, help="an artifact to ship (repeat for each variant)")
+    bundle.add_argument("--out", required=True, help="bundle directory; OUT.tar.gz is written beside it")
+    bundle.add_argument("--image", default=pipeline_bench.image or None, help="photo the check runs on (none: seeded random pixels)")
+    bundle.add_argument("--input_scale", type=float, default=pipeline_bench.input_scale)
+    bundle.add_argument("--no_letterbox", dest="letterbox", action="store_false", default=pipeline_bench.letterbox)
+    bundle.set_defaults(func=_cmd_bundle)
 
     curve = sub.add_parser("curve", help="latency vs tuning trials (llvm), from one tuning database")
     curve.add_argument("--onnx", required=True)

@@ -29,9 +29,9 @@ from typing import Any
 from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, sha256_file, write_json
-from ..core.weights_file import write_weights
 from ..core.options import WEIGHTS_MODES, CompileOptions
 from ..core.tvm_loader import load_tvm
+from ..core.weights_file import write_weights
 from ..models.onnx_info import class_names
 from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx, import_onnx_separate

@@ -108,6 +108,13 @@ class BenchOptions:
 SEED_BENCH = replace(BenchOptions(), input_scale=1.0, letterbox=False, max_seconds=0.0, image="", profile_topk=20)
 
 
+# How far a deployed run may stray from ONNX Runtime's CPU output on the bundle's input, by the
+# precision it was built in: (box coordinates in input pixels, objectness/class scores). A GPU
+# sums in another order than the CPU, so fp32 differs in the last bits, and those grow through
+# exp() in the box decode; fp16 keeps about three decimal digits.
+BUNDLE_TOLERANCE = {"float32": (0.1, 1e-3), "float16": (2.0, 2e-2)}
+
+
 @dataclass(frozen=True)
 class VisualizeOptions:
     """Detections drawn on photos (params.yaml ``visualize``; ``bench --save_vis``)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.artifact_layout import META_FILE, MODEL_FILE, WEIGHTS_FILE
+from ..core.artifact_layout import META_FILE, MODEL_FILE
 from ..core.errors import UserError
 from ..core.files import sha256_file
 from ..core.options import device_of
