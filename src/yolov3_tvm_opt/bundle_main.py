@@ -5,7 +5,7 @@ for this Python is unpacked beside the bundle's ``tvm`` package, ``TVM_USE_RUNTI
 TVM to load ``libtvm_runtime`` only (the compiler is not in the bundle), and for CUDA artifacts
 ``libcudart.so.13`` and ``libtvm_runtime_cuda.so`` are loaded with RTLD_GLOBAL first, so the CUDA
 modules inside ``model.so`` resolve against them. Then it either checks and times the artifacts
-(no arguments) or serves the device to a TVM RPC tracker (``rpc_server ...``).
+(no arguments; synthetic weights are regenerated first, with numpy alone) or serves the device to a TVM RPC tracker (``rpc_server ...``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from .core.errors import UserError, exit_code_of
+from .core.files import atomic_file
+from .core.weights_file import weights_bytes
+from .models import darknet_cfg
 
 EXIT_OUT_OF_TOLERANCE = 1
 
@@ -42,6 +47,29 @@ def _unpack_ffi(root: Path) -> Path:
     return dest
 
 
+def regenerate_weights(root: Path) -> None:
+    """Write every weights file the bundle ships as a recipe (seed + calibration), checked by sha256."""
+    for recipe_path in sorted((root / "weights").glob("*.regenerate.json")):
+        recipe = json.loads(recipe_path.read_text())
+        manifest = recipe["manifest"]
+        target = root / "weights" / f"{manifest['sha256']}.bin"
+        if target.is_file():
+            continue
+        print(f">> regenerating the synthetic weights (seed {recipe['seed']}) with numpy ...", flush=True)
+        cfg = darknet_cfg.yolov3_cfg(classes=recipe["classes"])
+        calibration = np.load(root / "weights" / f"{manifest['sha256']}.calibration.npy")
+        named = dict(darknet_cfg.named_conv_weights(cfg, darknet_cfg.synthetic_weights(cfg, recipe["seed"], calibration)))
+        chunks, made = weights_bytes([(t["name"], named[t["name"]]) for t in manifest["tensors"]])
+        if made["sha256"] != manifest["sha256"]:
+            raise UserError(
+                f"the regenerated weights hash to {made['sha256'][:12]}..., not {manifest['sha256'][:12]}... "
+                f"(numpy {np.__version__} draws other numbers); rebuild the bundle with the weights file shipped"
+            )
+        with atomic_file(target, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+
+
 def _preload_cuda(root: Path) -> None:
     """libcudart.so.13 and TVM's CUDA runtime, globally, before any CUDA model.so is loaded."""
     libraries = [root / "lib" / "libcudart.so.13", root / "python" / "tvm" / "lib" / "libtvm_runtime_cuda.so"]
@@ -49,7 +77,7 @@ def _preload_cuda(root: Path) -> None:
         try:
             ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
         except OSError as exc:
-            reason = str(exc).split(": ")[-1]
+            reason = str(exc).splitlines()[0]
             raise UserError(
                 f"these artifacts were built for CUDA, but {library.name} cannot load here ({reason}); "
                 "run the bundle on a host with an NVIDIA GPU and its driver (libcuda.so.1)"
@@ -67,13 +95,16 @@ def prepare(root: Path) -> dict:
 
 
 def _main(root: Path, args: list[str], outcome: list[bool]) -> None:
+    serving = bool(args) and args[0] == "rpc_server"
+    if not serving:  # numpy alone, so a host without the device still gets this far
+        regenerate_weights(root)
     prepare(root)
     import tvm
 
     compiler = Path(tvm.__file__).parent / "lib" / "libtvm_compiler.so"
     print(f"TVM {tvm.__version__} runtime from {Path(tvm.__file__).parent} "
           f"(compiler library present: {compiler.exists()}), Python {sys.version.split()[0]}", flush=True)
-    if args and args[0] == "rpc_server":
+    if serving:
         sys.argv = ["tvm.exec.rpc_server", *args[1:]]
         runpy.run_module("tvm.exec.rpc_server", run_name="__main__")
         return

@@ -17,12 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import UserError
-from ..core.files import atomic_file, write_json
+from ..core.files import write_json
 from ..core.host import host_cores
 from ..core.options import BUNDLE_TOLERANCE, VARIANTS
-from ..core.weights_file import weights_bytes
-from ..models import darknet_cfg
 from ..runtime import create_vm, load_artifact
 from ..runtime.device import set_cpu_threads
 from .bench import measure, profile_ops
@@ -44,29 +41,6 @@ def reference_sample_rows(output: np.ndarray) -> np.ndarray:
     spaced = np.linspace(0, count - 1, min(SAMPLE_ROWS, count)).astype(np.int64)
     confident = np.argsort(output[0, :, 4], kind="stable")[-TOP_ROWS:]
     return np.unique(np.concatenate([spaced, confident]))
-
-
-def regenerate_weights(root: Path) -> None:
-    """Write every weights file the bundle ships as a recipe (seed + calibration), checked by sha256."""
-    for recipe_path in sorted((root / "weights").glob("*.regenerate.json")):
-        recipe = json.loads(recipe_path.read_text())
-        manifest = recipe["manifest"]
-        target = root / "weights" / f"{manifest['sha256']}.bin"
-        if target.is_file():
-            continue
-        print(f">> regenerating the synthetic weights (seed {recipe['seed']}) with numpy ...", flush=True)
-        cfg = darknet_cfg.yolov3_cfg(classes=recipe["classes"])
-        calibration = np.load(root / "weights" / f"{manifest['sha256']}.calibration.npy")
-        named = dict(darknet_cfg.named_conv_weights(cfg, darknet_cfg.synthetic_weights(cfg, recipe["seed"], calibration)))
-        chunks, made = weights_bytes([(t["name"], named[t["name"]]) for t in manifest["tensors"]])
-        if made["sha256"] != manifest["sha256"]:
-            raise UserError(
-                f"the regenerated weights hash to {made['sha256'][:12]}..., not {manifest['sha256'][:12]}... "
-                f"(numpy {np.__version__} draws other numbers); rebuild the bundle with the weights file shipped"
-            )
-        with atomic_file(target, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
 
 
 def compare(output: np.ndarray, rows: np.ndarray, reference: np.ndarray, precision: str) -> dict[str, Any]:
@@ -121,7 +95,6 @@ def check_artifact(root: Path, entry: dict[str, Any], data: np.ndarray, bundle: 
 def run_check(root: Path, json_path: Path | None = None) -> bool:
     """Check and time every artifact of the bundle at ``root``; print the comparison; True when all pass."""
     bundle = json.loads((root / BUNDLE_FILE).read_text())
-    regenerate_weights(root)
     pixels = np.load(root / bundle["input"]["pixels"])
     data = scale_pixels(pixels, bundle["input"]["scale"])
     results = [check_artifact(root, entry, data, bundle) for entry in bundle["artifacts"]]

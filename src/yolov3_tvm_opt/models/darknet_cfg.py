@@ -391,6 +391,10 @@ def synthetic_weights(cfg_text: str, seed: int = 0, calibration: np.ndarray | No
     layers = build_layers(parse_cfg(cfg_text))
     if calibration is None:
         calibration = synthetic_calibration(cfg_text, seed)
+    needed = sum(layer.channels + 1 for layer in _conv_layers(layers))
+    if calibration.size != needed:
+        raise UserError(f"the calibration holds {calibration.size} numbers but this cfg needs {needed}; "
+                        "pass the calibration written for this model")
     _, draws = _seeded_draws(layers, seed)
     chunks: list[np.ndarray] = [np.array([0, 2, 0], np.int32).view(np.float32), np.zeros(2, np.float32)]
     pos = 0
@@ -398,9 +402,6 @@ def synthetic_weights(cfg_text: str, seed: int = 0, calibration: np.ndarray | No
         mean, var = calibration[pos:pos + layer.channels], calibration[pos + layer.channels]
         pos += layer.channels + 1
         chunks += _scaled(layers, layer, next(draws), mean, var)[0]
-    if pos != calibration.size:
-        raise UserError(f"the calibration holds {calibration.size} numbers but this cfg needs {pos}; "
-                        "pass the calibration written for this model")
     return np.concatenate(chunks).tobytes()
 
 
