@@ -70,10 +70,13 @@ def regenerate_weights(root: Path) -> None:
                 handle.write(chunk)
 
 
+def _cuda_libraries(root: Path) -> list[Path]:
+    return [root / "lib" / "libcudart.so.13", root / "python" / "tvm" / "lib" / "libtvm_runtime_cuda.so"]
+
+
 def _preload_cuda(root: Path) -> None:
     """libcudart.so.13 and TVM's CUDA runtime, globally, before any CUDA model.so is loaded."""
-    libraries = [root / "lib" / "libcudart.so.13", root / "python" / "tvm" / "lib" / "libtvm_runtime_cuda.so"]
-    for library in libraries:
+    for library in _cuda_libraries(root):
         try:
             ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
         except OSError as exc:
@@ -87,7 +90,10 @@ def _preload_cuda(root: Path) -> None:
 def prepare(root: Path) -> dict:
     """Put the bundle's runtime first on sys.path and preload what CUDA artifacts need; return bundle.json."""
     bundle = json.loads((root / "bundle.json").read_text())
-    sys.path.insert(0, str(_unpack_ffi(root)))
+    ffi = str(_unpack_ffi(root))
+    sys.path.insert(0, ffi)
+    # the RPC server runs its sessions in child processes: they must find the same runtime
+    os.environ["PYTHONPATH"] = os.pathsep.join([ffi, str(root / "python")])
     os.environ["TVM_USE_RUNTIME_LIB"] = "1"
     if any(entry["device"] == "cuda" for entry in bundle["artifacts"]):
         _preload_cuda(root)
@@ -98,14 +104,17 @@ def _main(root: Path, args: list[str], outcome: list[bool]) -> None:
     serving = bool(args) and args[0] == "rpc_server"
     if not serving:  # numpy alone, so a host without the device still gets this far
         regenerate_weights(root)
-    prepare(root)
+    bundle = prepare(root)
     import tvm
 
     compiler = Path(tvm.__file__).parent / "lib" / "libtvm_compiler.so"
     print(f"TVM {tvm.__version__} runtime from {Path(tvm.__file__).parent} "
           f"(compiler library present: {compiler.exists()}), Python {sys.version.split()[0]}", flush=True)
     if serving:
-        sys.argv = ["tvm.exec.rpc_server", *args[1:]]
+        # the server's sessions run in child processes, which load the CUDA libraries themselves
+        cuda = any(entry["device"] == "cuda" for entry in bundle["artifacts"])
+        libraries = ["--load-library", ":".join(str(p) for p in _cuda_libraries(root))] if cuda else []
+        sys.argv = ["tvm.exec.rpc_server", *args[1:], *libraries]
         runpy.run_module("tvm.exec.rpc_server", run_name="__main__")
         return
     if args:

@@ -57,13 +57,18 @@ def _cmd_model(args: argparse.Namespace) -> None:
           f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
 
 
-def _tune_options(args: argparse.Namespace) -> TuneOptions:
+def _tracker(args: argparse.Namespace) -> tuple[str, int]:
     host, _, port = args.tracker.partition(":")
     if not host or not port.isdigit():
         raise UserError(f"--tracker {args.tracker!r} is not HOST:PORT; pass e.g. 127.0.0.1:9190")
+    return host, int(port)
+
+
+def _tune_options(args: argparse.Namespace) -> TuneOptions:
+    host, port = _tracker(args)
     return TuneOptions(
         enabled=True, trials=args.trials, trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter,
-        runner=args.runner, tracker_host=host, tracker_port=int(port), key=args.key,
+        runner=args.runner, tracker_host=host, tracker_port=port, key=args.key,
     )
 
 
@@ -92,7 +97,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from .evaluate.bench import format_report, run_bench
+    from .evaluate.bench import RemoteDevice, format_report, run_bench
     from .evaluate.detect import detections_for, save_detections, save_outputs
     from .evaluate.images import draw_detections, model_input
     from .runtime import load_artifact
@@ -100,6 +105,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     needs_image = [flag for flag, value in (("--save_vis", args.save_vis), ("--save_dets", args.save_dets)) if value]
     if needs_image and not args.image:
         raise UserError(f"{' and '.join(needs_image)} need --image (detections on random input mean nothing)")
+    rpc = None
+    if args.runner == "rpc":
+        if not args.key:
+            raise UserError("--runner rpc needs --key, the key your rpc_servers registered with")
+        rpc = RemoteDevice(*_tracker(args), args.key, TuneOptions.rpc_timeout_s)
     meta = load_artifact(Path(args.artifact_dir)).meta
     image_path = Path(args.image) if args.image else None
     data, image = model_input(
@@ -115,6 +125,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         max_seconds=args.max_seconds,
         threads=args.threads,
         profile_topk=args.profile_topk if args.profile else 0,
+        rpc=rpc,
     )
     print(format_report(result))
     if args.save_outputs:
@@ -247,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--nms_iou", type=float, default=vis.nms_iou)
     bench.add_argument("--profile", action="store_true", help="per-op profile via vm.set_instrument")
     bench.add_argument("--profile_topk", type=int, default=seed.profile_topk)
+    bench.add_argument("--runner", choices=["local", "rpc"], default="local", help="rpc: run on a device behind TVM's RPC tracker")
+    bench.add_argument("--tracker", default=f"{tune.tracker_host}:{tune.tracker_port}", help="RPC tracker host:port (--runner rpc)")
+    bench.add_argument("--key", default="", help="RPC device key (--runner rpc)")
     bench.add_argument("--json", default=None, help="write the full result (stats, samples, profile) as JSON")
     bench.set_defaults(func=_cmd_bench)
 

@@ -8,7 +8,8 @@ no TVM, no compiler, no network. The bundle carries what running needs and no mo
 - the installed ``tvm`` package without ``libtvm_compiler.so`` (and without the C++ headers and
   sources), with its LICENSE/NOTICE, run with ``TVM_USE_RUNTIME_LIB=1``;
 - apache-tvm-ffi wheels for CPython 3.10, 3.11 and 3.12 (the one matching the host's Python is
-  unpacked at run time), ``typing_extensions``, and ``libcudart.so.13`` when an artifact is CUDA;
+  unpacked at run time), ``typing_extensions``, ``cloudpickle`` (for ``run.sh rpc_server``), and
+  ``libcudart.so.13`` when an artifact is CUDA;
 - the input as uint8 pixels plus the scale (no Pillow there), and a reference computed here with
   ONNX Runtime on that very input: a fixed sample of output rows and the decoded detections;
 - the runtime side of this package (core, runtime, models.darknet_cfg, evaluate.bench/detect/
@@ -53,6 +54,7 @@ PYTHON_VERSIONS = ("3.10", "3.11", "3.12")
 # Kept out of the runtime copy of the tvm package: the compiler (259 MB) and what only building
 # TVM code needs (C++ headers and sources, the web runtime, CMake files).
 _TVM_DROPPED = {"libtvm_compiler.so", "3rdparty", "include", "src", "web", "cmake", "__pycache__"}
+PURE_PYTHON_DEPENDENCIES = ("typing_extensions", "cloudpickle")
 _OUR_MODULES = (  # the runtime side of this package, relative to its root
     "__init__.py", "bundle_main.py", "core", "runtime",
     "models/__init__.py", "models/darknet_cfg.py",
@@ -221,6 +223,19 @@ def find_cudart() -> Path:
                     "the nvidia-cuda-runtime wheel so the bundle can carry it")
 
 
+def _copy_pure_python(dest: Path) -> None:
+    """typing_extensions (apache-tvm-ffi imports it) and cloudpickle (TVM's RPC server sends its loop with it)."""
+    for name in PURE_PYTHON_DEPENDENCIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise UserError(f"{name} is not installed here, and the bundle must carry it; run `make setup`")
+        source = Path(spec.origin)
+        if source.name == "__init__.py":
+            shutil.copytree(source.parent, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(source, dest / source.name)
+
+
 def _copy_our_package(root: Path) -> None:
     package = Path(__file__).resolve().parents[1]
     dest = root / "python" / "yolov3_tvm_opt"
@@ -271,8 +286,7 @@ def build_bundle(
         (root / "wheels").mkdir()
         for wheel in wheels:
             shutil.copyfile(wheel, root / "wheels" / wheel.name)
-        typing_ext = importlib.util.find_spec("typing_extensions")
-        shutil.copyfile(typing_ext.origin, root / "python" / "typing_extensions.py")
+        _copy_pure_python(root / "python")
         if cuda:
             (root / "lib").mkdir()
             shutil.copyfile(find_cudart(), root / "lib" / "libcudart.so.13")
