@@ -67,6 +67,9 @@ def check_artifact(root: Path, entry: dict[str, Any], data: np.ndarray, bundle: 
         set_cpu_threads(artifact.threads or host_cores())
     loaded = create_vm(artifact)
     output = loaded.run(data)[0]
+    name = entry["dir"].split("/")[-1]
+    (root / "outputs").mkdir(exist_ok=True)
+    np.save(root / "outputs" / f"{name}.npy", output)  # the whole output, to compare with any other run
     rows = np.load(root / "reference_rows.npy")
     precision = artifact.meta.get("precision", "float32")
     check = compare(output, rows, np.load(root / "reference_output_sample.npy").astype(np.float64), precision)
@@ -76,7 +79,6 @@ def check_artifact(root: Path, entry: dict[str, Any], data: np.ndarray, bundle: 
     options = bundle["bench"]
     stats = measure(loaded.runner(data), options["iters"], options["warmup"], options["max_seconds"])
     profile = profile_ops(create_vm(artifact, profile=True), data, topk=options["profile_topk"]) if options["profile_topk"] else []
-    name = entry["dir"].split("/")[-1]
     print(f"\n## {name}: {artifact.variant}, {precision}, on {artifact.device} ({artifact.meta['target_kind']})")
     if profile:
         print("\n".join(_profile_table(profile)))
