@@ -66,6 +66,7 @@ def check_artifact(root: Path, entry: dict[str, Any], data: np.ndarray, bundle: 
     if artifact.device == "cpu":
         set_cpu_threads(artifact.threads or host_cores())
     loaded = create_vm(artifact)
+    data = data.astype(artifact.meta["input_dtype"], copy=False)  # an fp16 build takes fp16
     output = loaded.run(data)[0]
     name = entry["dir"].split("/")[-1]
     (root / "outputs").mkdir(exist_ok=True)
