@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup photos test test-fast bench metrics plots sweep clean
+.PHONY: setup photos test test-fast bench bundle metrics plots sweep clean
 
 setup: $(STAMP) photos
 
@@ -36,6 +36,13 @@ bench: setup
 	@echo
 	@$(BIN)/yolov3-tvm report --metrics metrics/latency.json
 
+# The pipeline's two artifacts, a runtime-only TVM and an ONNX Runtime reference in one directory
+# and one .tar.gz: copy it to a host with Python and numpy and run `bash run.sh` there.
+BUNDLE ?= bundle/yolov3-tvm
+bundle: setup
+	$(DVC) repro compile_baseline compile_fastscatter
+	$(BIN)/yolov3-tvm bundle --artifact_dir artifacts/baseline --artifact_dir artifacts/fastscatter --out $(BUNDLE)
+
 metrics: setup
 	$(DVC) metrics show
 	$(DVC) metrics diff HEAD
@@ -60,4 +67,4 @@ sweep: setup
 	$(DVC) exp show --md --only-changed --drop 'Created|State' --keep 'size|threads|_ms$$|speedup'
 
 clean:
-	rm -rf artifacts models pictures/vis metrics/plots/html .pytest_cache .hypothesis
+	rm -rf artifacts bundle models pictures/vis metrics/plots/html .pytest_cache .hypothesis

@@ -28,11 +28,12 @@ def pytest_collection_modifyitems(config, items):
 YOLOV3_SIZE = 64
 
 
-def _compile_both(onnx_path: Path, root: Path, **options) -> dict[str, Path]:
+def _compile_both(onnx_path: Path, root: Path, weights: str = "embedded", **options) -> dict[str, Path]:
     out = {}
     for variant in ("baseline", "fastscatter"):
         out[variant] = root / variant
-        compile_onnx(onnx_path, out[variant], CompileOptions(TargetOptions(**options), fast_scatter_nd=variant == "fastscatter"))
+        compile_onnx(onnx_path, out[variant], CompileOptions(
+            TargetOptions(**options), fast_scatter_nd=variant == "fastscatter", weights=weights))
     return out
 
 
@@ -58,6 +59,12 @@ def tiny_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def yolov3_artifacts(yolov3_onnx, tmp_path_factory) -> dict[str, Path]:
     return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), kind="llvm", cpu_threads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_separate_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
+    """The tiny pair built with --weights separate (the form a deploy bundle ships)."""
+    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm_separate"), weights="separate", kind="llvm", cpu_threads=2)
 
 
 @pytest.fixture(scope="session")

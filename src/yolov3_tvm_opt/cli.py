@@ -18,10 +18,11 @@ from pathlib import Path
 from .core.errors import UserError, exit_code_of
 from .core.options import (
     PRECISIONS,
-    AccuracyOptions,
-    BenchOptions,
     SEED_BENCH,
     TARGET_KINDS,
+    WEIGHTS_MODES,
+    AccuracyOptions,
+    BenchOptions,
     CompileOptions,
     ModelOptions,
     TargetOptions,
@@ -70,13 +71,18 @@ def _cmd_export_onnx(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}: {report.summary()}")
 
 
-def _tune_options(args: argparse.Namespace) -> TuneOptions:
+def _tracker(args: argparse.Namespace) -> tuple[str, int]:
     host, _, port = args.tracker.partition(":")
     if not host or not port.isdigit():
         raise UserError(f"--tracker {args.tracker!r} is not HOST:PORT; pass e.g. 127.0.0.1:9190")
+    return host, int(port)
+
+
+def _tune_options(args: argparse.Namespace) -> TuneOptions:
+    host, port = _tracker(args)
     return TuneOptions(
         enabled=True, trials=args.trials, trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter,
-        runner=args.runner, tracker_host=host, tracker_port=int(port), key=args.key,
+        runner=args.runner, tracker_host=host, tracker_port=port, key=args.key,
     )
 
 
@@ -86,7 +92,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     tuning_dir = args.tuning_dir or (f"{args.out_dir.rstrip('/')}_tuning" if args.tune else None)
     options = CompileOptions(
         target=_target(args), fast_scatter_nd=args.fast_scatter_nd, exec_mode=args.exec_mode, size=args.size,
-        tuning_dir=tuning_dir,
+        tuning_dir=tuning_dir, weights=args.weights,
     )
     if args.tune:
         from .compiler.tune import tune_model
@@ -96,7 +102,8 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     print(f"compiling {args.onnx} for {args.target} ({options.variant}) ...", flush=True)
     result = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
     meta = result.meta
-    print(f"wrote {args.out_dir}/model.so and meta.json in {result.seconds:.1f} s (target {meta['target']}, {meta['precision']})")
+    written = "model.so, weights.bin and meta.json" if "weights" in meta else "model.so and meta.json"
+    print(f"wrote {written} to {args.out_dir} in {result.seconds:.1f} s (target {meta['target']}, {meta['precision']})")
     if meta.get("conv_kernels"):
         cores = [k["cores"] for k in meta["conv_kernels"].values()]
         print(f"conv kernels: {cores.count('tensor_core')} on tensor cores, {cores.count('plain')} on plain cores; "
@@ -108,7 +115,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from .evaluate.bench import format_report, run_bench
+    from .evaluate.bench import RemoteDevice, format_report, run_bench
     from .evaluate.detect import detections_for, save_detections, save_outputs
     from .evaluate.images import draw_detections, model_input
     from .runtime import load_artifact
@@ -116,6 +123,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     needs_image = [flag for flag, value in (("--save_vis", args.save_vis), ("--save_dets", args.save_dets)) if value]
     if needs_image and not args.image:
         raise UserError(f"{' and '.join(needs_image)} need --image (detections on random input mean nothing)")
+    rpc = None
+    if args.runner == "rpc":
+        if not args.key:
+            raise UserError("--runner rpc needs --key, the key your rpc_servers registered with")
+        rpc = RemoteDevice(*_tracker(args), args.key, TuneOptions.rpc_timeout_s)
     meta = load_artifact(Path(args.artifact_dir)).meta
     image_path = Path(args.image) if args.image else None
     data, image = model_input(
@@ -131,6 +143,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         max_seconds=args.max_seconds,
         threads=args.threads,
         profile_topk=args.profile_topk if args.profile else 0,
+        rpc=rpc,
     )
     print(format_report(result))
     if args.save_outputs:
@@ -168,6 +181,15 @@ def _cmd_compare_dets(args: argparse.Namespace) -> None:
         write_json(Path(args.json), result.to_json())
     if not result.passed:
         raise UserError(f"{args.candidate} does not detect what {args.reference} detects (above); fix the build before using it")
+
+
+def _cmd_bundle(args: argparse.Namespace) -> None:
+    from .evaluate.bundle import build_bundle
+
+    image = Path(args.image) if args.image else None
+    tarball = build_bundle([Path(d) for d in args.artifact_dir], Path(args.out), image, args.input_scale, args.letterbox)
+    size = tarball.stat().st_size / 1e6
+    print(f"wrote {args.out}/ and {tarball} ({size:.1f} MB); on the target: tar xzf {tarball.name} && bash {Path(args.out).name}/run.sh")
 
 
 def _cmd_curve(args: argparse.Namespace) -> None:
@@ -255,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--key", default=tune.key, help="RPC device key (--runner rpc)")
     comp.add_argument("--exec_mode", choices=["bytecode", "compiled"], default=CompileOptions.exec_mode)
     comp.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
+    comp.add_argument("--weights", choices=WEIGHTS_MODES, default=CompileOptions.weights,
+                      help="embedded: weights inside model.so; separate: conv weights in weights.bin beside it")
     comp.set_defaults(func=_cmd_compile)
 
     seed, vis = SEED_BENCH, VisualizeOptions()
@@ -278,8 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--nms_iou", type=float, default=vis.nms_iou)
     bench.add_argument("--profile", action="store_true", help="per-op profile via vm.set_instrument")
     bench.add_argument("--profile_topk", type=int, default=seed.profile_topk)
+    bench.add_argument("--runner", choices=["local", "rpc"], default="local", help="rpc: run on a device behind TVM's RPC tracker")
+    bench.add_argument("--tracker", default=f"{tune.tracker_host}:{tune.tracker_port}", help="RPC tracker host:port (--runner rpc)")
+    bench.add_argument("--key", default="", help="RPC device key (--runner rpc)")
     bench.add_argument("--json", default=None, help="write the full result (stats, samples, profile) as JSON")
     bench.set_defaults(func=_cmd_bench)
+
+    pipeline_bench = BenchOptions()
+    bundle = sub.add_parser("bundle", help="artifacts + runtime-only TVM + reference, runnable with `bash run.sh` on a bare host")
+    bundle.add_argument("--artifact_dir", action="append", required=True, help="an artifact to ship (repeat for each variant)")
+    bundle.add_argument("--out", required=True, help="bundle directory; OUT.tar.gz is written beside it")
+    bundle.add_argument("--image", default=pipeline_bench.image or None, help="photo the check runs on (none: seeded random pixels)")
+    bundle.add_argument("--input_scale", type=float, default=pipeline_bench.input_scale)
+    bundle.add_argument("--no_letterbox", dest="letterbox", action="store_false", default=pipeline_bench.letterbox)
+    bundle.set_defaults(func=_cmd_bundle)
 
     curve = sub.add_parser("curve", help="latency vs tuning trials (llvm), from one tuning database")
     curve.add_argument("--onnx", required=True)

@@ -87,3 +87,31 @@ def test_yolov3_fastscatter_rewrites_all_six_scatters(yolov3_artifacts):
     assert meta["scatter_nd"] == {"dense_box_rewritten": 6, "parallel_kernel": 0}
     schedules = meta["schedules"]
     assert schedules["conv2d_default_schedules"] > 0 and schedules["left_default_default_schedules"] == 0
+
+
+def test_separate_weights_are_shared_and_change_no_bit(tiny_separate_artifacts, tiny_artifacts, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from yolov3_tvm_opt.runtime import create_vm, load_artifact
+
+    metas = {v: json.loads((d / "meta.json").read_text()) for v, d in tiny_separate_artifacts.items()}
+    assert metas["baseline"]["weights"]["sha256"] == metas["fastscatter"]["weights"]["sha256"]
+    assert metas["baseline"]["weights"]["sha256"] == sha256_file(tiny_separate_artifacts["baseline"] / "weights.bin")
+    for variant, directory in tiny_separate_artifacts.items():
+        embedded = tiny_artifacts[variant] / "model.so"
+        assert (directory / "model.so").stat().st_size * 10 < embedded.stat().st_size
+        data = np.random.default_rng(1).random((1, 3, 96, 96), dtype=np.float32)
+        separate_out = create_vm(load_artifact(directory)).run(data)[0]
+        embedded_out = create_vm(load_artifact(tiny_artifacts[variant])).run(data)[0]
+        assert np.array_equal(separate_out, embedded_out)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_separate_artifacts["baseline"], broken)
+    with open(broken / "weights.bin", "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(UserError, match="weights.bin does not match"):
+        load_artifact(broken)
+    (broken / "weights.bin").unlink()
+    with pytest.raises(UserError, match="weights.bin is missing"):
+        load_artifact(broken)

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from yolov3_tvm_opt.models import darknet
+from yolov3_tvm_opt.models import darknet, darknet_cfg
 from yolov3_tvm_opt.core.errors import UserError
 
 TINY_HEAD_CONVS = ("conv_15", "conv_22")  # Darknet layer indices of yolov3-tiny's two head convs
@@ -34,13 +34,13 @@ def tiny_cfg_weights(tiny_files) -> tuple[str, bytes]:
 
 
 def test_parse_cfg_keeps_sections_and_drops_comments():
-    sections = darknet.parse_cfg("[net]\n# c\nwidth=416 ; w\n\n[convolutional]\nfilters = 16\n[yolo]\nmask=0,1\n")
+    sections = darknet_cfg.parse_cfg("[net]\n# c\nwidth=416 ; w\n\n[convolutional]\nfilters = 16\n[yolo]\nmask=0,1\n")
     assert sections == [{"type": "net", "width": "416"}, {"type": "convolutional", "filters": "16"},
                         {"type": "yolo", "mask": "0,1"}]
     with pytest.raises(UserError, match="key=value"):
-        darknet.parse_cfg("[net]\nwidth 416\n")
+        darknet_cfg.parse_cfg("[net]\nwidth 416\n")
     with pytest.raises(UserError, match=r"\[net\]"):
-        darknet.parse_cfg("[convolutional]\nfilters=16\n")
+        darknet_cfg.parse_cfg("[convolutional]\nfilters=16\n")
 
 
 @pytest.mark.skipif(not hasattr(cv2.dnn, "readNetFromDarknet"),
@@ -114,14 +114,14 @@ def test_bad_sizes_and_weights_are_user_errors(tiny_cfg_weights):
 
 def test_synthetic_weights_are_seeded(tiny_cfg_weights):
     cfg, real = tiny_cfg_weights
-    first = darknet.synthetic_weights(cfg, seed=3)
-    assert first == darknet.synthetic_weights(cfg, seed=3)
-    assert first != darknet.synthetic_weights(cfg, seed=4)
+    first = darknet_cfg.synthetic_weights(cfg, seed=3)
+    assert first == darknet_cfg.synthetic_weights(cfg, seed=3)
+    assert first != darknet_cfg.synthetic_weights(cfg, seed=4)
     assert len(first) == len(real)  # a valid .weights file for this cfg (same header layout)
 
 
 def test_yolov3_cfg_is_the_darknet_layout():
-    layers = darknet.build_layers(darknet.parse_cfg(darknet.yolov3_cfg()))
+    layers = darknet_cfg.build_layers(darknet_cfg.parse_cfg(darknet_cfg.yolov3_cfg()))
     assert len(layers) == 107
     routes = {layer.index: layer.inputs for layer in layers if layer.kind == "route"}
     assert routes == {83: (79,), 86: (85, 61), 95: (91,), 98: (97, 36)}
@@ -132,7 +132,7 @@ def test_yolov3_cfg_is_the_darknet_layout():
 
 @pytest.mark.slow
 def test_yolov3_at_640_has_25200_rows_and_6_scatternd():
-    model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, 640)
+    model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), None, 640)
     dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     assert dims == [1, 25200, 85]
     assert sum(n.op_type == "ScatterND" for n in model.graph.node) == 6
@@ -142,8 +142,8 @@ def test_yolov3_at_640_has_25200_rows_and_6_scatternd():
 
 def test_yolov3_synthetic_activations_are_realistic():
     size = 128
-    model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, size, seed=0)
-    assert {p.key: p.value for p in model.metadata_props}["weights"].startswith(darknet.SYNTHETIC_NOTE)
+    model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), None, size, seed=0)
+    assert {p.key: p.value for p in model.metadata_props}["weights"].startswith(darknet_cfg.SYNTHETIC_NOTE)
     out = _run(model, _image(size, seed=2))[0][0]
     assert out.shape == (3 * (4 * 4 + 8 * 8 + 16 * 16), 85)
     assert np.isfinite(out).all()
@@ -158,8 +158,17 @@ def test_yolov3_synthetic_boxes_stay_finite_on_a_photo(photos):
     from yolov3_tvm_opt.evaluate.images import model_input
 
     size = 320
-    model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, size, seed=0)
+    model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), None, size, seed=0)
     x, _ = model_input((1, 3, size, size), "float32", photos["motorcycle_left"], 1 / 255, letterbox=True)
     out = _run(model, x)[0][0]
     assert np.isfinite(out).all()
     assert out[:, 2:4].max() < 8 * size and 1 < np.median(out[:, 2:4]) < size
+
+
+def test_synthetic_weights_regenerate_from_shipped_calibration_alone():
+    """With the calibration given, the weights come from draws and elementwise work: same bytes, no forward."""
+    cfg = darknet_cfg.yolov3_cfg(classes=2)
+    calibration = darknet_cfg.synthetic_calibration(cfg, seed=3)
+    assert darknet_cfg.synthetic_weights(cfg, seed=3, calibration=calibration) == darknet_cfg.synthetic_weights(cfg, seed=3)
+    with pytest.raises(UserError, match="calibration holds"):
+        darknet_cfg.synthetic_weights(cfg, seed=3, calibration=calibration[:-1])

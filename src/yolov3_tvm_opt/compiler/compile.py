@@ -1,7 +1,9 @@
 """ONNX -> a built artifact directory (``model.so`` + ``meta.json``): what ``yolov3-tvm compile`` and the compile stages run.
 
 An artifact is what the benchmark and the runtime load: the VM executable with every weight
-embedded as a constant, plus the facts needed to feed it and to refuse it when it cannot run
+embedded as a constant (or, with ``--weights separate``, the conv weights in ``weights.bin``
+beside it: the same bytes for both variants, since each variant's own weight transforms are
+compiled into its ``main_transform_params``), plus the facts needed to feed it and to refuse it when it cannot run
 (TVM version, device kind, the sha256 of ``model.so``). The baseline and the fast scatter_nd
 variant go through the same function; only the Relax rewrite and the scatter_nd legalization
 differ, so any latency difference between them is the optimisation's alone.
@@ -24,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE
+from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, sha256_file, write_json
-from ..core.options import CompileOptions
+from ..core.options import WEIGHTS_MODES, CompileOptions
 from ..core.tvm_loader import load_tvm
+from ..core.weights_file import write_weights
 from ..models.onnx_info import class_names
 from .fast_scatter import apply_fast_scatter
-from .frontend import import_onnx
+from .frontend import import_onnx, import_onnx_separate
 from .kernels import conv_gemm_extents, kernel_classes
 from .pipeline import build_context, lower_pipeline, optimize
 from .target import make_target
@@ -129,9 +132,15 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
     target = make_target(options.target)
     if options.exec_mode not in ("bytecode", "compiled"):
         raise UserError(f"exec_mode {options.exec_mode!r} is unknown; use bytecode or compiled")
+    if options.weights not in WEIGHTS_MODES:
+        raise UserError(f"weights {options.weights!r} is unknown; use {' or '.join(WEIGHTS_MODES)}")
     started = time.perf_counter()
     with interrupt_between_steps() as checkpoint:
-        mod, spec, model = import_onnx(onnx_path, options.size)
+        weights = []
+        if options.weights == "separate":
+            mod, spec, model, weights = import_onnx_separate(onnx_path, options.size)
+        else:
+            mod, spec, model = import_onnx(onnx_path, options.size)
         checkpoint()
         scatter_report: dict[str, int] = {}
         overrides = None
@@ -149,11 +158,13 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
         checkpoint()
         with atomic_dir(Path(out_dir)) as tmp:
             executable.export_library(str(tmp / MODEL_FILE))
-            cuda_facts: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
             if cuda:
                 source = cuda_source(executable)
                 (tmp / CUDA_SOURCE_FILE).write_text(source)
-                cuda_facts = {"cuda_graph": options.target.cuda_graph, "conv_kernels": conv_kernel_report(source, gemms)}
+                extra = {"cuda_graph": options.target.cuda_graph, "conv_kernels": conv_kernel_report(source, gemms)}
+            if weights:
+                extra["weights"] = write_weights(tmp / WEIGHTS_FILE, [(w.name, w.array) for w in weights])
             meta = {
                 "onnx_path": str(onnx_path),
                 "onnx_sha256": sha256_file(onnx_path),
@@ -164,7 +175,6 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 "target": str(target),
                 "target_kind": options.target.kind,
                 "precision": precision,
-                **cuda_facts,
                 "exec_mode": options.exec_mode,
                 "tuned": schedules["tuned_functions"] > 0,
                 "tuned_functions": schedules["tuned_functions"],
@@ -173,6 +183,7 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 "scatter_nd": scatter_report,
                 "tvm_version": tvm.__version__,
                 "model_so_sha256": sha256_file(tmp / MODEL_FILE),
+                **extra,
             }
             write_json(tmp / META_FILE, meta)
             checkpoint()

@@ -9,9 +9,11 @@ a single contiguous vector, so the schedule (``cpu_schedule``) can hold a regist
 the row length. Activations keep NCHW, so no layout transform is inserted anywhere in the graph.
 
 The packing is done once in numpy while legalizing (the weights are Relax constants), so it
-costs nothing at run time. The sum runs over (input channel, ky, kx) in TOPI's order, so the
-result is bit-identical to TOPI's conv2d. Convs it does not fit (grouped, non-constant weights,
-other layouts or dtypes) keep TOPI's legalization.
+costs nothing at run time. When the weights are parameters of ``main`` (``--weights separate``)
+the same packing is a small TE function of the weight alone, which ``LiftTransformParams`` moves
+into ``main_transform_params``: it runs once when the runtime loads the weights. The sum runs over (input channel, ky, kx) in TOPI's order, so the
+result is bit-identical to TOPI's conv2d. Convs it does not fit (grouped, weights computed
+in the graph, other layouts or dtypes) keep TOPI's legalization.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ def pack_weights(weight: np.ndarray, lanes: int) -> np.ndarray:
     padded[:out_channels] = weight
     blocked = padded.reshape(blocks, lanes, in_channels, kh, kw)
     return np.ascontiguousarray(blocked.transpose(0, 2, 3, 4, 1))
+
+
+def pack_weights_te(weight: te.Tensor, lanes: int) -> te.Tensor:
+    """``pack_weights`` as a TE computation, for weights that arrive at run time."""
+    out_channels, in_channels, kh, kw = (int(x) for x in weight.shape)
+    blocks = -(-out_channels // lanes)
+    return te.compute(
+        (blocks, in_channels, kh, kw, lanes),
+        lambda b, i, y, x, lane: tvm.tirx.if_then_else(
+            b * lanes + lane < out_channels, weight[b * lanes + lane, i, y, x], tvm.tirx.const(0, weight.dtype)
+        ),
+        name="pack_conv_weights",
+    )
 
 
 def packed_conv2d(
@@ -79,14 +94,20 @@ def packable(call: Any) -> bool:
     attrs = call.attrs
     weight = call.args[1]
     return (
-        isinstance(weight, tvm.ir.expr.Constant)
+        (isinstance(weight, tvm.ir.expr.Constant) or _is_parameter(weight))
         and attrs.groups == 1
         and attrs.data_layout == "NCHW"
         and attrs.kernel_layout == "OIHW"
         and attrs.out_layout in ("", "NCHW")
         and str(attrs.out_dtype or "float32") == "float32"
-        and weight.value.dtype == "float32"
+        and str(weight.value.dtype if isinstance(weight, tvm.ir.expr.Constant) else weight.ty.dtype) == "float32"
     )
+
+
+def _is_parameter(expr: Any) -> bool:
+    """A static-shaped variable: a weight passed to ``main`` rather than computed in the graph."""
+    shape = getattr(expr.ty, "shape", None)
+    return isinstance(expr, relax.Var) and hasattr(shape, "values") and all(hasattr(d, "value") for d in shape.values)
 
 
 def packed_conv2d_legalization(lanes: int) -> Callable[[Any, Any], Any]:
@@ -96,19 +117,25 @@ def packed_conv2d_legalization(lanes: int) -> Callable[[Any, Any], Any]:
         if not packable(call):
             return topi_conv2d(bb, call)
         attrs = call.attrs
-        weight = call.args[1].value.numpy()
+        weight = call.args[1]
+        if isinstance(weight, tvm.ir.expr.Constant):
+            out_channels = int(weight.value.shape[0])
+            packed = relax.const(pack_weights(weight.value.numpy(), lanes))
+        else:
+            out_channels = int(weight.ty.shape.values[0].value)
+            packed = bb.emit_te(pack_weights_te, weight, lanes, primfunc_name_hint="pack_conv_weights")
         conv = bb.call_te(
             packed_conv2d,
             call.args[0],
-            relax.const(pack_weights(weight, lanes)),
+            packed,
             tuple(int(s) for s in attrs.strides),
             tuple(int(p) for p in attrs.padding),
             tuple(int(d) for d in attrs.dilation),
             primfunc_name_hint="conv2d_packed",
         )
-        if weight.shape[0] % lanes == 0:
+        if out_channels % lanes == 0:
             return conv
         # drop the zero filters' channels; the slice fuses with the bias add after it
-        return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [weight.shape[0]], strides=[1], axes=[1], primfunc_name_hint="crop_channels")
+        return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [out_channels], strides=[1], axes=[1], primfunc_name_hint="crop_channels")
 
     return legalize

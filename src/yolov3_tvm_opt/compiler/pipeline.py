@@ -48,7 +48,9 @@ def optimize(
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
     ``precision`` (``core.options.PRECISIONS``) rewrites the graph first (``precision.apply_precision``),
-    so tuning and compiling see the same reduced-precision functions.
+    so tuning and compiling see the same reduced-precision functions. When ``main`` takes the
+    weights as parameters, ``LiftTransformParams`` adds ``main_transform_params``, which the
+    runtime calls once on the loaded weights.
     """
     mod = apply_precision(mod, target, precision)
     overrides = dict(legalize_overrides or {})
@@ -57,6 +59,10 @@ def optimize(
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
+    if _takes_weights(mod):
+        # Whatever depends on the weights alone (llvm's packing, a bias reshape) moves into
+        # main_transform_params before fusion could merge it into the kernels that read it.
+        legalize.insert(1, relax.transform.LiftTransformParams())
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
     counts = {"tuned_functions": 0}
     with target:
@@ -73,6 +79,12 @@ def optimize(
             counts.update({f"{kind}_default_schedules": n for kind, n in cpu.applied.items()})
         mod = tvm.transform.Sequential(legalize[fused:])(mod)
     return mod, counts
+
+
+def _takes_weights(mod: Any) -> bool:
+    """Whether ``main`` takes parameters after its inputs (``--weights separate``)."""
+    main = mod["main"]
+    return main.attrs is not None and "num_input" in main.attrs and int(main.attrs["num_input"]) < len(main.params)
 
 
 def _scheduled_functions(mod: Any) -> int:

@@ -32,6 +32,10 @@ def check_precision(target_kind: str, precision: str) -> None:
             f"precision {precision!r} is not available for target {target_kind!r}; valid pairs are {pairs} "
             "(set target.precision in params.yaml or pass --precision)"
         )
+# embedded: every weight is a constant inside model.so (one file to copy). separate: the conv
+# weights go to weights.bin beside it, as ONNX holds them, so both variants share one file and a
+# deploy bundle can ship (or regenerate) them once.
+WEIGHTS_MODES = ("embedded", "separate")
 
 
 def device_of(target_kind: str) -> str:
@@ -80,6 +84,7 @@ class CompileOptions:
     size: int | None = None  # fixes a dynamic image input to size x size
     tuning_dir: str | None = None  # a tuning database to apply
     default_schedules: bool = True  # llvm: our schedules for functions without a tuning record
+    weights: str = WEIGHTS_MODES[0]  # embedded | separate (see WEIGHTS_MODES)
 
     @property
     def variant(self) -> str:
@@ -120,6 +125,13 @@ class BenchOptions:
 # `--profile`. The pipeline measures the pretrained model the way it was trained (1/255,
 # letterbox) and bounds a variant's time so that a slow untuned build cannot hold it for hours.
 SEED_BENCH = replace(BenchOptions(), input_scale=1.0, letterbox=False, max_seconds=0.0, image="", profile_topk=20)
+
+
+# How far a deployed run may stray from ONNX Runtime's CPU output on the bundle's input, by the
+# precision it was built in: (box coordinates in input pixels, objectness/class scores). A GPU
+# sums in another order than the CPU, so fp32 differs in the last bits, and those grow through
+# exp() in the box decode; fp16 keeps about three decimal digits.
+BUNDLE_TOLERANCE = {"float32": (0.1, 1e-3), "float16": (2.0, 2e-2)}
 
 
 @dataclass(frozen=True)

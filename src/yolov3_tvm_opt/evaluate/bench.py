@@ -20,6 +20,17 @@ from ..core.host import host_cores
 from ..runtime import LoadedModel, create_vm, load_artifact
 from ..runtime.device import set_cpu_threads
 from ..runtime.profiler import OpTime
+from ..runtime.rpc import load_remote, remote_latencies_ms, request_session
+
+
+@dataclass(frozen=True)
+class RemoteDevice:
+    """A device behind TVM's RPC tracker: where ``bench --runner rpc`` runs the artifact."""
+
+    host: str
+    port: int
+    key: str
+    timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class BenchResult:
 
     artifact_dir: str
     variant: str
-    device: str
+    device: str  # "cpu" / "cuda", or "rpc:KEY/cpu" when it ran behind a tracker
     threads: int
     tvm: LatencyStats
     onnxruntime: LatencyStats | None
@@ -136,23 +147,34 @@ def run_bench(
     profile_topk: int = 0,
     profile_runs: int = 3,
     time_onnxruntime: bool = True,
+    rpc: RemoteDevice | None = None,
 ) -> BenchResult:
     """Benchmark one artifact on ``data`` and, on the same input, ONNX Runtime on its ONNX file.
 
     ONNX Runtime always runs once for the correctness number; ``time_onnxruntime=False`` skips
     timing it again when the caller already has its latency from the same process. ``onnx_path``
-    defaults to the path meta.json recorded at compile time.
+    defaults to the path meta.json recorded at compile time. With ``rpc`` the artifact runs and
+    is timed on a server of that tracker (TVM's time_evaluator, on the server's clock); ONNX
+    Runtime and the per-op profile stay here, since the profiler's callback cannot run there.
     """
     artifact = load_artifact(artifact_dir)
     expected = tuple(artifact.meta["input_shape"])
     if tuple(data.shape) != expected:
         raise UserError(f"input shape {tuple(data.shape)} does not match the artifact's {expected}; recompile with that size")
     threads = threads or artifact.threads or host_cores()
-    if (device or artifact.device) == "cpu":
-        set_cpu_threads(threads)
-    loaded = create_vm(artifact, device)
-    outputs = loaded.run(data)
-    stats = measure(loaded.runner(data), iters, warmup, max_seconds)
+    if rpc is not None:
+        if profile_topk > 0:
+            raise UserError("the per-op profile cannot run inside an RPC server; drop --profile, or bench on the device itself")
+        session = request_session(rpc.host, rpc.port, rpc.key, rpc.timeout_s)
+        loaded = load_remote(session, artifact)
+        outputs = loaded.run(data)
+        stats = LatencyStats.from_samples(remote_latencies_ms(loaded, data, iters, warmup))
+    else:
+        if (device or artifact.device) == "cpu":
+            set_cpu_threads(threads)
+        loaded = create_vm(artifact, device)
+        outputs = loaded.run(data)
+        stats = measure(loaded.runner(data), iters, warmup, max_seconds)
     session = onnxruntime_session(Path(onnx_path or artifact.meta["onnx_path"]), threads)
     feed = {artifact.meta["input_name"]: data}
     reference = session.run(None, feed)
@@ -170,7 +192,7 @@ def run_bench(
     return BenchResult(
         artifact_dir=str(artifact_dir),
         variant=artifact.variant,
-        device=loaded.artifact.device,
+        device=f"rpc:{rpc.key}/{artifact.device}" if rpc is not None else loaded.artifact.device,
         threads=threads,
         tvm=stats,
         onnxruntime=ort_stats,

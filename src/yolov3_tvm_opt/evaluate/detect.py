@@ -20,6 +20,11 @@ from ..core.errors import UserError
 from ..core.files import atomic_file, write_json
 
 
+def scale_pixels(pixels: np.ndarray, input_scale: float, dtype: str = "float32") -> np.ndarray:
+    """uint8 pixels -> the model's input, in one fixed float32 order so every host computes the same bits."""
+    return (pixels.astype(np.float32) * np.float32(input_scale)).astype(dtype, copy=False)
+
+
 def placement(image_hw: tuple[int, int], input_hw: tuple[int, int], letterbox: bool) -> tuple[float, float, int, int]:
     """Where the photo sits in the model input: x scale, y scale, left and top offset in pixels.
 

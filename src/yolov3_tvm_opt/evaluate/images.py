@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from ..core.errors import UserError
 from ..core.files import atomic_file
-from .detect import Detection, placement
+from .detect import Detection, placement, scale_pixels
 
 
 def load_image(path: Path) -> Image.Image:
@@ -41,6 +41,11 @@ def preprocess(
     letterbox: bool = False,
 ) -> np.ndarray:
     """Turn an RGB photo into the model's NCHW input: bilinear resize (or letterbox), times input_scale."""
+    return scale_pixels(pixels_nchw(image, input_shape, letterbox), input_scale, dtype)
+
+
+def pixels_nchw(image: Image.Image, input_shape: Sequence[int], letterbox: bool = False) -> np.ndarray:
+    """The photo resized (or letterboxed) to the model's input, as uint8 NCHW pixels: what a bundle ships."""
     batch, channels, height, width = input_shape
     if batch != 1 or channels != 3:
         raise UserError(
@@ -52,8 +57,7 @@ def preprocess(
     resized = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (width, height), (128, 128, 128))
     canvas.paste(resized, (left, top))
-    pixels = np.asarray(canvas, dtype=np.float32) * np.float32(input_scale)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis]).astype(dtype, copy=False)
+    return np.ascontiguousarray(np.asarray(canvas, dtype=np.uint8).transpose(2, 0, 1)[np.newaxis])
 
 
 def random_input(

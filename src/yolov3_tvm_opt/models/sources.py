@@ -23,7 +23,7 @@ import onnx
 
 from ..core.errors import UserError
 from ..core.files import write_bytes
-from . import darknet
+from . import darknet, darknet_cfg
 from .onnx_info import (
     InputSpec,
     class_names,
@@ -158,7 +158,7 @@ def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None
             names=coco_names(), source=f"yolov3-tiny darknet weights from {TINY_PACKAGE}",
         )
     elif source == "yolov3":
-        model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, size, names=coco_names(),
+        model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), None, size, names=coco_names(),
                                         source="yolov3 darknet cfg", seed=seed)
     elif Path(source).suffix == ".onnx" or Path(source).exists():
         model = _fix_user_model(Path(source), size)

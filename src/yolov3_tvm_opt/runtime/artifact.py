@@ -2,7 +2,9 @@
 
 Loading checks everything that would otherwise end in a crash or a silently wrong number: that
 ``meta.json`` and ``model.so`` exist, that ``model.so`` is the file the compiler wrote (sha256)
-and that this TVM is the one that built it.
+that this TVM is the one that built it, and, for ``--weights separate``, that ``weights.bin`` is
+the file meta.json lists. A sha256 detects corruption and mix-ups, not tampering: it is no
+signature, and ``model.so`` is native code, so load only artifacts you built or trust.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..core.errors import UserError
 from ..core.files import sha256_file
 from ..core.options import device_of
 from ..core.tvm_loader import load_tvm
+from ..core.weights_file import check_weights
 
 tvm = load_tvm()
 
@@ -31,6 +34,11 @@ class Artifact:
     @property
     def model_path(self) -> Path:
         return self.directory / MODEL_FILE
+
+    @property
+    def weights_path(self) -> Path | None:
+        """``weights.bin`` when built with ``--weights separate``; None when the weights are in model.so."""
+        return self.directory / self.meta["weights"]["file"] if "weights" in self.meta else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -74,4 +82,6 @@ def load_artifact(directory: Path) -> Artifact:
             f"{directory} was built by TVM {meta.get('tvm_version')} but this is TVM {tvm.__version__}; "
             "recompile it with this TVM"
         )
+    if "weights" in meta:
+        check_weights(directory / meta["weights"]["file"], meta["weights"])
     return Artifact(directory, meta)

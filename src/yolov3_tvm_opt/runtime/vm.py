@@ -6,7 +6,7 @@ the compiler, and an artifact must run where only ``libtvm_runtime`` is installe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.options import DEVICES
 from ..core.tvm_loader import load_tvm
+from ..core.weights_file import read_weights
 from .artifact import Artifact
 from .device import tvm_device
 from .profiler import OpProfiler
@@ -31,10 +32,11 @@ class LoadedModel:
     vm: Any
     device: Any
     profiler: OpProfiler | None = None
+    params: list[Any] = field(default_factory=list)  # the weights main takes after the image, on the device
 
     def run(self, data: np.ndarray) -> list[np.ndarray]:
         """Run one inference and return every output as numpy (this copies back to the host)."""
-        result = self.vm["main"](tvm.runtime.tensor(data, self.device))
+        result = self.vm["main"](tvm.runtime.tensor(data, self.device), *self.params)
         return [np.asarray(t.numpy()) for t in _flatten(result)]
 
     def runner(self, data: np.ndarray) -> Any:
@@ -42,9 +44,10 @@ class LoadedModel:
         on_device = tvm.runtime.tensor(data, self.device)
         main = self.vm["main"]
         device = self.device
+        params = self.params
 
         def run_once() -> None:
-            main(on_device)
+            main(on_device, *params)
             device.sync()
 
         return run_once
@@ -72,8 +75,20 @@ def create_vm(artifact: Artifact, device: str | None = None, profile: bool = Fal
         vm = VirtualMachine(tvm.runtime.load_module(str(artifact.model_path)), dev)
     except Exception as exc:
         raise UserError(f"cannot load {artifact.model_path}: {str(exc).splitlines()[0]}; recompile the artifact") from exc
+    params = load_params(vm, artifact, dev) if artifact.weights_path else []
     profiler = None
     if profile:
         profiler = OpProfiler(dev)
         vm.set_instrument(profiler)
-    return LoadedModel(artifact, vm, dev, profiler)
+    return LoadedModel(artifact, vm, dev, profiler, params)
+
+
+def load_params(vm: Any, artifact: Artifact, dev: Any) -> list[Any]:
+    """The weights ``main`` takes after the image: weights.bin copied to ``dev``, transformed once.
+
+    ``main_transform_params`` is what the compiler lifted out of ``main`` (llvm's weight packing,
+    bias reshapes); running it here, once, leaves every inference exactly what the embedded
+    build runs.
+    """
+    raw = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in read_weights(artifact.weights_path, artifact.meta["weights"])]
+    return list(vm["main_transform_params"](raw))
