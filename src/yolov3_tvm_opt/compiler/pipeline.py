@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
+from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
 from .cpu_schedule import ApplyCPUSchedules, vector_lanes
 from .target import kind_of
@@ -34,6 +35,7 @@ def optimize(
     legalize_overrides: dict[str, Any] | None = None,
     tuning_dir: Path | None = None,
     default_schedules: bool = True,
+    precision: str = "fp32",
 ) -> tuple[Any, dict[str, int]]:
     """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
@@ -45,10 +47,13 @@ def optimize(
     remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
+    ``precision="bf16"`` (llvm only) computes the convs with bf16 inputs and fp32 sums
+    (``bf16_conv``); the caller checks that the target has AVX512_BF16.
     """
     overrides = dict(legalize_overrides or {})
     if kind_of(target) == "llvm":
-        overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
+        packed = bf16_conv2d_legalization() if precision == "bf16" else packed_conv2d_legalization(vector_lanes(target))
+        overrides["relax.nn.conv2d"] = packed
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
@@ -90,7 +95,9 @@ def lower_pipeline(target: Any) -> Any:
     return _pipeline
 
 
-def build(mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode") -> Any:
+def build(
+    mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode", precision: str = "fp32"
+) -> Any:
     """optimize + lower + codegen with no tuning database: what the tests compare variants with."""
-    optimized, _ = optimize(mod, target, legalize_overrides)
+    optimized, _ = optimize(mod, target, legalize_overrides, precision=precision)
     return relax.build(optimized, target=target, relax_pipeline=lower_pipeline(target), exec_mode=exec_mode)
