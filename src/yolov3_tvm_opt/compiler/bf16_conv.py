@@ -26,7 +26,10 @@ value, each lane accumulates its own output channel. So:
   linked in with ``pragma_import_llvm`` and inlined (``alwaysinline``).
 
 Convs it does not fit (grouped, non-constant weights, other layouts or dtypes) keep the fp32
-packed legalization, so a bf16 build is always complete.
+packed legalization, so a bf16 build is always complete. So do convs with fewer than
+``MIN_CHANNELS`` input channels (YOLO's first conv, C = 3): their reduction is too short for
+bf16 to win (3 channels pad to 2 pairs, a third of it zeros) and the conversion pass would
+read the largest activation of the network; measured, bf16 was slower there.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from tvm.script import tirx as T  # noqa: E402
 
 BF16_BLOCK = "conv2d_bf16_packed"  # the compute block's name, which the schedule rule looks for
 PAIR_BLOCK = "pad_bf16_pairs"  # the conversion block; "pad" prefix: scheduled like a padding copy
+MIN_CHANNELS = 16  # input channels below which a conv stays fp32 (see the module docstring)
 LANES = 16  # fp32 lanes of a zmm register: the output channels of one vdpbf16ps
 DOT_INTRIN = "yolov3_tvm_dpbf16ps_16x2"
 HELPER = "yolov3_tvm_dpbf16ps"
@@ -149,7 +153,7 @@ def bf16_conv2d_legalization() -> Callable[[Any, Any], Any]:
     fallback = packed_conv2d_legalization(LANES)
 
     def legalize(bb: Any, call: Any) -> Any:
-        if not packable(call):
+        if not packable(call) or call.args[1].value.shape[1] < MIN_CHANNELS:
             return fallback(bb, call)
         attrs = call.attrs
         weight = call.args[1].value.numpy()
