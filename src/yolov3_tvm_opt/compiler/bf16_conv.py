@@ -15,7 +15,7 @@ value, each lane accumulates its own output channel. So:
   ``[O / 16, I / 2, KH, KW, 16, 2]`` uint16 (bf16 bits), I padded to even with zeros and O to a
   multiple of 16 with zero filters (YOLO's 255-channel heads, as in ``conv_packing``);
 * each conv converts its fp32 NCHW input once to a padded bf16 pair layout
-  ``[N, C / 2, H + pads, W + pads, 2]`` (the ``pad`` producer block of the same function,
+  ``[N, C / 2, H + pads, W + pads]`` uint32, channel pairs in one word (the ``pad`` producer block of the same function,
   scheduled as its own parallel pass like the fp32 padding copy), so no layout change leaks
   into the graph: activations between layers stay fp32 NCHW, and the epilogue (bias, leaky,
   residual) runs in fp32 on the accumulators;
@@ -105,11 +105,17 @@ def _widen(bits: Any) -> Any:
     return tirx.reinterpret("float32", tirx.shift_left(bits.astype("uint32"), tirx.const(16, "uint32")))
 
 
+def _widen_half(pair: Any, half: Any) -> Any:
+    """One bf16 of a packed pair (uint32: channel 2c low, 2c + 1 high) -> fp32, ``half`` 0 or 1."""
+    shift = half.astype("uint32") * tirx.const(16, "uint32")
+    return tirx.reinterpret("float32", tirx.shift_left(tirx.shift_right(pair, shift), tirx.const(16, "uint32")))
+
+
 def _narrow(value: Any) -> Any:
-    """fp32 -> bf16 bits (uint16), round to nearest even (activations are finite)."""
+    """fp32 -> bf16 bits in the low half of a uint32, round to nearest even (activations are finite)."""
     bits = tirx.reinterpret("uint32", value)
     odd = tirx.bitwise_and(tirx.shift_right(bits, tirx.const(16, "uint32")), tirx.const(1, "uint32"))
-    return tirx.shift_right(bits + tirx.const(0x7FFF, "uint32") + odd, tirx.const(16, "uint32")).astype("uint16")
+    return tirx.shift_right(bits + tirx.const(0x7FFF, "uint32") + odd, tirx.const(16, "uint32"))
 
 
 def bf16_conv2d(
@@ -119,19 +125,29 @@ def bf16_conv2d(
     padding: tuple[int, int, int, int],
     dilation: tuple[int, int],
 ) -> te.Tensor:
-    """NCHW fp32 conv2d through bf16: convert + pad the input to pairs, then sum in fp32."""
+    """NCHW fp32 conv2d through bf16: convert + pad the input to pairs, then sum in fp32.
+
+    The pairs are ``[N, C / 2, H + pads, W + pads]`` uint32, channel 2c in the low half and
+    2c + 1 in the high half: one 32-bit value is exactly what ``vdpbf16ps`` broadcasts, and the
+    conversion is an elementwise pass over rows that vectorises like the fp32 padding copy.
+    """
     batch, channels, height, width = (int(x) for x in data.shape)
     blocks, pairs, kh, kw, lanes, _ = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
     out_h = (height + top + bottom - (kh - 1) * dilation[0] - 1) // strides[0] + 1
     out_w = (width + left + right - (kw - 1) * dilation[1] - 1) // strides[1] + 1
 
-    def pair(n: Any, cp: Any, y: Any, x: Any, p: Any) -> Any:
-        c, iy, ix = cp * 2 + p, y - top, x - left
-        inside = tirx.all(c < channels, iy >= 0, iy < height, ix >= 0, ix < width)
-        return tirx.if_then_else(inside, _narrow(data[n, c, iy, ix]), tirx.const(0, "uint16"))
+    def pair(n: Any, cp: Any, y: Any, x: Any) -> Any:
+        iy, ix = y - top, x - left
+        low = _narrow(data[n, cp * 2, iy, ix])
+        high = _narrow(data[n, tirx.min(cp * 2 + 1, channels - 1), iy, ix])
+        if channels % 2:  # the last pair's high half is a zero channel
+            high = tirx.if_then_else(cp * 2 + 1 < channels, high, tirx.const(0, "uint32"))
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
+        value = tirx.bitwise_or(low, tirx.shift_left(high, tirx.const(16, "uint32")))
+        return tirx.if_then_else(inside, value, tirx.const(0, "uint32"))
 
-    pairs_data = te.compute((batch, pairs, height + top + bottom, width + left + right, 2), pair, name=PAIR_BLOCK)
+    pairs_data = te.compute((batch, pairs, height + top + bottom, width + left + right), pair, name=PAIR_BLOCK)
     rc = te.reduce_axis((0, pairs), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
@@ -139,7 +155,7 @@ def bf16_conv2d(
     return te.compute(
         (batch, blocks * lanes, out_h, out_w),
         lambda n, co, y, x: te.sum(
-            _widen(pairs_data[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1], rp])
+            _widen_half(pairs_data[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]], rp)
             * _widen(packed[co // lanes, rc, ry, rx, co % lanes, rp]),
             axis=[rc, ry, rx, rp],
         ),
@@ -176,35 +192,36 @@ def bf16_conv2d_legalization() -> Callable[[Any, Any], Any]:
 
 @T.prim_func(s_tir=True)
 def _dot_desc(
-    A: T.Buffer((2,), "uint16", offset_factor=1),
+    A: T.Buffer((1,), "uint32", offset_factor=1),
     B: T.Buffer((16, 2), "uint16", offset_factor=1),
     C: T.Buffer((16,), "float32", offset_factor=1, scope="local"),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+        T.reads(C[0:16], A[0:1], B[0:16, 0:2])
         T.writes(C[0:16])
-        for i, k in T.grid(16, 2):
+        # int64 loops: Relax shapes are int64, and the pair half index appears in the value
+        for i, k in T.grid(T.int64(16), T.int64(2)):
             with T.sblock("update"):
                 vi, vk = T.axis.remap("SR", [i, k])
-                C[vi] = C[vi] + T.reinterpret("float32", T.shift_left(T.Cast("uint32", A[vk]), T.uint32(16))) * T.reinterpret(
-                    "float32", T.shift_left(T.Cast("uint32", B[vi, vk]), T.uint32(16))
-                )
+                C[vi] = C[vi] + T.reinterpret(
+                    "float32", T.shift_left(T.shift_right(A[0], T.Cast("uint32", vk) * T.uint32(16)), T.uint32(16))
+                ) * T.reinterpret("float32", T.shift_left(T.Cast("uint32", B[vi, vk]), T.uint32(16)))
 
 
 @T.prim_func(s_tir=True)
 def _dot_impl(
-    A: T.Buffer((2,), "uint16", offset_factor=1),
+    A: T.Buffer((1,), "uint32", offset_factor=1),
     B: T.Buffer((16, 2), "uint16", offset_factor=1),
     C: T.Buffer((16,), "float32", offset_factor=1, scope="local"),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+        T.reads(C[0:16], A[0:1], B[0:16, 0:2])
         T.writes(C[0:16])
         C[T.ramp(T.int32(0), 1, 16)] = T.call_extern(
             "float32x16",
             HELPER,
             C.vload([0], "float32x16"),
-            T.broadcast(T.reinterpret(A.vload([0], "uint16x2"), dtype="int32"), 16),
+            T.broadcast(T.reinterpret(A[0], dtype="int32"), 16),
             T.reinterpret(B.vload([0, 0], "uint16x32"), dtype="int32x16"),
         )
 
