@@ -77,8 +77,8 @@ def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
     that streams fewer bytes.
     """
 
-    def elements(buffer: Any) -> int:
-        count = 1
+    def elements(buffer: Any) -> int:  # in bytes: bf16 convs read uint32 pairs and uint16 weights
+        count = tvm.DataType(buffer.dtype).bits // 8
         for dim in buffer.shape:
             count *= int(dim)
         return count

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
-from .bf16_conv import bf16_conv2d_legalization
+from .bf16_conv import bf16_conv2d_legalization, check_bf16_target
 from .conv_packing import packed_conv2d_legalization
 from .cpu_schedule import ApplyCPUSchedules, vector_lanes
 from .target import kind_of
@@ -48,12 +48,15 @@ def optimize(
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
     ``precision="bf16"`` (llvm only) computes the convs with bf16 inputs and fp32 sums
-    (``bf16_conv``); the caller checks that the target has AVX512_BF16.
+    (``bf16_conv``); a target without AVX512_BF16 is a UserError.
     """
     overrides = dict(legalize_overrides or {})
     if kind_of(target) == "llvm":
-        packed = bf16_conv2d_legalization() if precision == "bf16" else packed_conv2d_legalization(vector_lanes(target))
-        overrides["relax.nn.conv2d"] = packed
+        if precision == "bf16":
+            check_bf16_target(target)
+            overrides["relax.nn.conv2d"] = bf16_conv2d_legalization()
+        else:
+            overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
