@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup photos test bench metrics plots sweep clean
+.PHONY: setup photos test test-fast bench metrics plots sweep clean
 
 setup: $(STAMP) photos
 
@@ -26,6 +26,10 @@ photos: $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Under two minutes: no DVC end-to-end runs, no MetaSchedule, no full-size builds.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(DVC) repro

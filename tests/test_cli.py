@@ -45,6 +45,10 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_artifacts):
     bad_onnx.write_bytes(b"garbage")
     _one_line_error(cli("compile", "--onnx", str(bad_onnx), "--out_dir", str(tmp_path / "a")), "bad.onnx")
     _one_line_error(cli("compile", "--onnx", str(tmp_path / "missing.onnx"), "--out_dir", str(tmp_path / "a")), "missing.onnx")
+    _one_line_error(
+        cli("compile", "--onnx", str(bad_onnx), "--out_dir", str(tmp_path / "a"), "--target", "cuda", "--precision", "bf16"),
+        "valid pairs are llvm: fp32 | bf16; cuda: fp32 | fp16",
+    )
     assert not (tmp_path / "a").exists()
     _one_line_error(cli("bench", "--artifact_dir", str(tmp_path)), "meta.json")
     not_image = tmp_path / "x.jpg"
@@ -53,6 +57,23 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_artifacts):
     _one_line_error(cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--device", "cuda"), "--device")
     _one_line_error(cli("model", "--source", "yolov3", "--size", "100", "--out", str(tmp_path / "m.onnx")), "32")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_compare_dets_reports_the_contract(tiny_artifacts, photos, tmp_path):
+    photo_dir = next(iter(photos.values())).parent
+    proc = cli(
+        "compare-dets", "--reference", str(tiny_artifacts["baseline"]), "--candidate", str(tiny_artifacts["fastscatter"]),
+        "--images", str(photo_dir), "--json", str(tmp_path / "acc.json"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"accuracy contract holds on {len(photos)} photos" in proc.stdout
+    assert json.loads((tmp_path / "acc.json").read_text())["passed"] is True
+    proc = cli(
+        "compare-dets", "--reference", str(tiny_artifacts["baseline"]), "--candidate", str(tiny_artifacts["fastscatter"]),
+        "--images", str(photo_dir), "--match_iou", "1.01",  # no box can pass: any reported box breaks it
+        "--report_score", "0.0",
+    )
+    _one_line_error(proc, "does not detect what")
 
 
 def test_tune_with_unreachable_tracker_is_one_line(tiny_onnx, tmp_path, capsys):
@@ -69,6 +90,24 @@ def test_smoke_prints_version_and_cuda(capsys):
     assert "tvm version: 0.27" in out and "cuda enabled:" in out and "smoke: ok" in out
 
 
+@pytest.mark.needs_nvcc
 def test_smoke_cuda_builds_without_gpu(capsys):
     assert main(["smoke", "--target", "cuda"]) == 0
     assert "smoke: ok" in capsys.readouterr().out
+
+
+def test_export_onnx_rewrites_copies_or_refuses_in_one_line(tiny_onnx, tmp_path):
+    out = tmp_path / "noscatter.onnx"
+    proc = cli("export-onnx", "--onnx", str(tiny_onnx), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "4 of 4 ScatterND rewritten to Slice + Concat, 0 left" in proc.stdout and out.is_file()
+    again = cli("export-onnx", "--onnx", str(out), "--out", str(tmp_path / "again.onnx"))
+    assert again.returncode == 0 and again.stderr == ""
+    assert again.stdout.strip().splitlines() == [
+        f"no ScatterND in {out}: nothing to rewrite, copied it unchanged to {tmp_path / 'again.onnx'}"
+    ]
+    assert (tmp_path / "again.onnx").read_bytes() == out.read_bytes()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not onnx")
+    _one_line_error(cli("export-onnx", "--onnx", str(garbage), "--out", str(tmp_path / "x.onnx")), "garbage.onnx")
+    assert not (tmp_path / "x.onnx").exists()

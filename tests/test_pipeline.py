@@ -117,7 +117,8 @@ def test_every_stage_depends_on_exactly_the_package_directories_it_runs():
 
 
 def test_the_model_stage_and_the_cli_load_no_tvm():
-    probe = "import sys, yolov3_tvm_opt.cli, yolov3_tvm_opt.models.sources; print('tvm' in sys.modules)"
+    probe = ("import sys, yolov3_tvm_opt.cli, yolov3_tvm_opt.models.sources, yolov3_tvm_opt.models.onnx_export; "
+             "print('tvm' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
@@ -125,6 +126,18 @@ def test_the_runtime_runs_without_the_compiler():
     probe = "import sys, yolov3_tvm_opt.runtime; print(sorted(m for m in sys.modules if m.startswith(('tvm.relax', 'yolov3_tvm_opt.compiler'))))"
     env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.strip() == "[]"
+
+
+def test_a_stage_run_by_the_wrong_interpreter_says_what_to_do(tmp_path):
+    """`dvc repro` from outside the venv runs stages with a python that lacks our package."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-S", "stages/model.py", "--out", str(tmp_path / "m.onnx")],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot import yolov3_tvm_opt" in proc.stderr and "make bench" in proc.stderr
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_no_layer_imports_a_layer_above_it():
@@ -163,6 +176,7 @@ def pipeline_repo(tmp_path_factory, photos) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     metrics = json.loads((pipeline_repo / "metrics/latency.json").read_text())
     assert LATENCY_KEYS <= set(metrics)
@@ -172,6 +186,10 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     assert set(profile) == {"baseline", "fastscatter"} and profile["baseline"][0]["rank"] == 1
     assert (pipeline_repo / "metrics/plots/latency.png").stat().st_size > 0
     assert (pipeline_repo / "pictures/vis/motorcycle_left_vis.jpg").is_file()
+    import onnx
+
+    noscatter = onnx.load(pipeline_repo / "models/model.noscatter.onnx")
+    assert noscatter.graph.node and "ScatterND" not in {n.op_type for n in noscatter.graph.node}
     dets = json.loads((pipeline_repo / "pictures/vis/detections.json").read_text())
     assert set(dets) >= {"motorcycle_left.png", "grace_hopper.jpg"}
     assert stale_stages(pipeline_repo) == set()
@@ -179,6 +197,7 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     assert "didn't change, skipping" in again and "Running stage" not in again
 
 
+@pytest.mark.slow
 def test_input_scale_makes_only_bench_and_visualize_stale(pipeline_repo):
     original = (pipeline_repo / "params.yaml").read_text()
     try:
@@ -189,6 +208,7 @@ def test_input_scale_makes_only_bench_and_visualize_stale(pipeline_repo):
     assert stale_stages(pipeline_repo) == set()
 
 
+@pytest.mark.slow
 def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
     original = (pipeline_repo / "params.yaml").read_text()
     try:
@@ -202,6 +222,7 @@ def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
     assert stale_stages(pipeline_repo) == set()
 
 
+@pytest.mark.slow
 def test_metrics_diff_between_commits_shows_speedup(pipeline_repo):
     run(["git", "add", "-A"], pipeline_repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], pipeline_repo)
@@ -209,6 +230,7 @@ def test_metrics_diff_between_commits_shows_speedup(pipeline_repo):
     assert "speedup" in diff and "metrics/latency.json" in diff
 
 
+@pytest.mark.slow
 def test_interrupted_stage_reruns_cleanly(pipeline_repo):
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(
@@ -222,6 +244,7 @@ def test_interrupted_stage_reruns_cleanly(pipeline_repo):
     os.killpg(proc.pid, signal.SIGINT)
     rest = proc.stdout.read().decode()
     assert proc.wait(timeout=120) != 0, f"the interrupted repro should fail:\n{rest}"
+    assert "Traceback" not in rest and "interrupted:" in rest, rest
     leftovers = [p.name for p in (pipeline_repo / "artifacts").iterdir() if p.name.startswith(".")]
     assert leftovers == [], "an interrupted compile must not leave temporary directories"
     run(["dvc", "repro"], pipeline_repo)
@@ -232,6 +255,7 @@ def test_interrupted_stage_reruns_cleanly(pipeline_repo):
     assert "is not" not in run(["dvc", "status", "--json"], pipeline_repo).stdout
 
 
+@pytest.mark.slow
 def test_model_size_change_builds_that_size_not_a_cached_model(pipeline_repo):
     """DVC's run-cache ignores section-valued params; ours are listed key by key so this holds."""
     from yolov3_tvm_opt.models.onnx_info import read_input_spec
@@ -262,6 +286,7 @@ def _ran_after_editing(repo: Path, relative: str) -> set[str]:
     return ran
 
 
+@pytest.mark.slow
 def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
     """The rerun matrix: which stages run after an edit to each layer.
 
@@ -283,6 +308,6 @@ def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
     assert matrix["src/yolov3_tvm_opt/evaluate/report.py"] == {"smoke", "bench", "visualize"}
     schedule = matrix["src/yolov3_tvm_opt/compiler/cpu_schedule.py"]
     assert {"smoke", "tune", "compile_baseline", "compile_fastscatter"} <= schedule and "model" not in schedule
-    assert "model" in matrix["src/yolov3_tvm_opt/models/darknet.py"]
+    assert {"model", "export"} <= matrix["src/yolov3_tvm_opt/models/darknet.py"]
     assert matrix["stages/visualize.py"] == {"visualize"}
     assert stale_stages(pipeline_repo) == set()

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from .core.errors import UserError, exit_code_of
 from .core.options import (
+    PRECISIONS,
+    AccuracyOptions,
+    BenchOptions,
     SEED_BENCH,
     TARGET_KINDS,
     CompileOptions,
@@ -33,6 +36,8 @@ def _target(args: argparse.Namespace) -> TargetOptions:
         cuda_arch=args.cuda_arch,
         cpu_threads=getattr(args, "threads", TargetOptions.cpu_threads),
         mcpu=getattr(args, "mcpu", TargetOptions.mcpu),
+        precision=getattr(args, "precision", TargetOptions.precision),
+        cuda_graph=not getattr(args, "no_cuda_graph", not TargetOptions.cuda_graph),
     )
 
 
@@ -53,6 +58,16 @@ def _cmd_model(args: argparse.Namespace) -> None:
     kind = "synthetic weights, for latency only" if info.synthetic else "real weights"
     print(f"wrote {args.out}: {info.source} at {args.size}px ({kind}), input {info.input.name} "
           f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> None:
+    from .models.onnx_export import export_noscatter
+
+    report = export_noscatter(Path(args.onnx), Path(args.out))
+    if not report.rewritten and not report.kept:
+        print(f"no ScatterND in {args.onnx}: nothing to rewrite, copied it unchanged to {args.out}")
+    else:
+        print(f"wrote {args.out}: {report.summary()}")
 
 
 def _tune_options(args: argparse.Namespace) -> TuneOptions:
@@ -81,7 +96,11 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     print(f"compiling {args.onnx} for {args.target} ({options.variant}) ...", flush=True)
     result = compile_onnx(Path(args.onnx), Path(args.out_dir), options)
     meta = result.meta
-    print(f"wrote {args.out_dir}/model.so and meta.json in {result.seconds:.1f} s (target {meta['target']})")
+    print(f"wrote {args.out_dir}/model.so and meta.json in {result.seconds:.1f} s (target {meta['target']}, {meta['precision']})")
+    if meta.get("conv_kernels"):
+        cores = [k["cores"] for k in meta["conv_kernels"].values()]
+        print(f"conv kernels: {cores.count('tensor_core')} on tensor cores, {cores.count('plain')} on plain cores; "
+              f"cuda graph {'on' if meta['cuda_graph'] else 'off'}")
     if tuning_dir:
         print(f"tuned: {meta['tuned']} ({meta['tuned_functions']} functions took records from {tuning_dir})")
     if meta["scatter_nd"]:
@@ -133,6 +152,22 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         if args.save_vis:
             draw_detections(image, dets, Path(args.save_vis))
             print(f"saved visualisation to {args.save_vis}")
+
+
+def _cmd_compare_dets(args: argparse.Namespace) -> None:
+    from .evaluate.accuracy import compare_builds
+
+    options = AccuracyOptions(report_score=args.report_score, match_score=args.match_score, match_iou=args.match_iou)
+    result = compare_builds(
+        Path(args.reference), Path(args.candidate), Path(args.images), args.input_scale, args.letterbox, options
+    )
+    print(result.summary())
+    if args.json:
+        from .core.files import write_json
+
+        write_json(Path(args.json), result.to_json())
+    if not result.passed:
+        raise UserError(f"{args.candidate} does not detect what {args.reference} detects (above); fix the build before using it")
 
 
 def _cmd_curve(args: argparse.Namespace) -> None:
@@ -194,11 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, default=model_defaults.seed, help="seed of yolov3's synthetic weights")
     model.set_defaults(func=_cmd_model)
 
+    export = sub.add_parser("export-onnx", help="rewrite provably dense ScatterND to Slice + Concat, for any runtime")
+    export.add_argument("--onnx", required=True, help="the model to rewrite")
+    export.add_argument("--out", required=True, help="where the ScatterND-free model goes (written atomically)")
+    export.set_defaults(func=_cmd_export_onnx)
+
     tune = TuneOptions()
     comp = sub.add_parser("compile", help="ONNX -> TVM artifact directory (model.so + meta.json)")
     comp.add_argument("--onnx", required=True)
     comp.add_argument("--out_dir", required=True)
     _add_target_flags(comp, threads=True)
+    comp.add_argument(
+        "--precision", choices=sorted({p for names in PRECISIONS.values() for p in names}), default=TargetOptions.precision,
+        help="llvm: fp32 | bf16 (needs avx512_bf16); cuda: fp32 | fp16 (tensor cores, fp32 accumulation)",
+    )
+    comp.add_argument("--no_cuda_graph", action="store_true", help="cuda: launch kernels one by one (a build whose per-op profile works)")
     comp.add_argument("--fast_scatter_nd", action="store_true", help="rewrite/replace scatter_nd (the fastscatter variant)")
     comp.add_argument("--tune", action="store_true", help="tune with MetaSchedule first, then apply the database")
     comp.add_argument("--trials", type=int, default=tune.trials, help="total MetaSchedule trials (with --tune)")
@@ -249,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     curve.add_argument("--out", default="metrics/tuning_curve.json")
     curve.add_argument("--png", default="metrics/plots/tuning_curve.png")
     curve.set_defaults(func=_cmd_curve)
+
+    acc, pipeline_bench = AccuracyOptions(), BenchOptions()
+    compare = sub.add_parser("compare-dets", help="hold a reduced-precision build to the detections of a reference build")
+    compare.add_argument("--reference", required=True, help="artifact directory of the reference (fp32) build")
+    compare.add_argument("--candidate", required=True, help="artifact directory of the build under test (bf16, fp16)")
+    compare.add_argument("--images", default=vis.images, help="every .jpg/.jpeg/.png here is compared")
+    compare.add_argument("--input_scale", type=float, default=pipeline_bench.input_scale)
+    compare.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=pipeline_bench.letterbox)
+    compare.add_argument("--report_score", type=float, default=acc.report_score, help="boxes a build reports")
+    compare.add_argument("--match_score", type=float, default=acc.match_score, help="lowest score of a matching box")
+    compare.add_argument("--match_iou", type=float, default=acc.match_iou, help="lowest IoU of a matching box")
+    compare.add_argument("--json", default=None, help="write the per-photo result here")
+    compare.set_defaults(func=_cmd_compare_dets)
 
     photos = sub.add_parser("photos", help="copy the sample photos out of the installed wheels")
     photos.add_argument("--out", default=vis.images)

@@ -18,9 +18,9 @@ from yolov3_tvm_opt.compiler.bf16_conv import (
 )
 from yolov3_tvm_opt.compiler.conv_packing import PACKED_BLOCK
 from yolov3_tvm_opt.compiler.frontend import import_onnx
-from yolov3_tvm_opt.compiler.pipeline import build, optimize
+from yolov3_tvm_opt.compiler.pipeline import build
+from yolov3_tvm_opt.compiler.precision import has_bf16_dot_product
 from yolov3_tvm_opt.compiler.target import make_target
-from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.core.options import TargetOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
 
@@ -29,7 +29,7 @@ tvm = load_tvm()
 from tvm import relax  # noqa: E402
 
 TARGET = make_target(TargetOptions(cpu_threads=2))
-HAS_BF16 = bool(tvm.target.codegen.target_has_features("avx512bf16", TARGET))
+HAS_BF16 = has_bf16_dot_product(TARGET)
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU lacks avx512_bf16 (vdpbf16ps)")
 
 
@@ -165,10 +165,3 @@ def test_narrow_convs_stay_fp32_and_the_rest_legalize_to_bf16(tmp_path):
     assert f'"{PACKED_BLOCK}"' in first and BF16_BLOCK not in first
     assert f'"{BF16_BLOCK}"' in wide and f'"{PACKED_BLOCK}"' not in wide
 
-
-def test_bf16_for_a_cpu_without_avx512_bf16_is_a_user_error(tmp_path):
-    conv_onnx(tmp_path / "c.onnx", 13, 32, 32, 3)
-    mod, _, _ = import_onnx(tmp_path / "c.onnx")
-    skylake = make_target(TargetOptions(cpu_threads=2, mcpu="skylake-avx512"))
-    with pytest.raises(UserError, match="AVX512_BF16.*precision fp32"):
-        optimize(mod, skylake, precision="bf16")

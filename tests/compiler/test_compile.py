@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from yolov3_tvm_opt.core.files import sha256_file
 from yolov3_tvm_opt.compiler.compile import compile_onnx
+from yolov3_tvm_opt.compiler.kernels import cuda_kernels
 from yolov3_tvm_opt.compiler.target import make_target
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
 from yolov3_tvm_opt.core.errors import UserError
@@ -53,15 +53,10 @@ def test_corrupt_onnx_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
 
 
-def _kernels(source: str) -> dict[str, str]:
-    """Split generated CUDA source into {kernel name: body}."""
-    parts = re.split(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', source)
-    return dict(zip(parts[1::2], parts[2::2]))
-
-
+@pytest.mark.needs_nvcc
 def test_cuda_builds_and_fastscatter_has_no_scatter_loop(tiny_cuda_artifacts):
-    baseline = _kernels((tiny_cuda_artifacts["baseline"] / "kernels.cu").read_text())
-    fast = _kernels((tiny_cuda_artifacts["fastscatter"] / "kernels.cu").read_text())
+    baseline = cuda_kernels((tiny_cuda_artifacts["baseline"] / "kernels.cu").read_text())
+    fast = cuda_kernels((tiny_cuda_artifacts["fastscatter"] / "kernels.cu").read_text())
     scatter = {name: body for name, body in baseline.items() if "scatter_nd" in name}
     assert scatter, "the baseline cuda build should contain TOPI's scatter_nd kernels"
     assert any("for (" in body for body in scatter.values()), "TOPI's kernel walks the updates in a loop"

@@ -60,6 +60,7 @@ def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_seed_record_is_our_default_schedule(conv_onnx, tuned_dir, tmp_path):
     """The database's first record, applied, gives exactly the function cpu_schedule builds."""
     from tvm import relax
@@ -96,6 +97,7 @@ def with_seed_seconds(tuned_dir: Path, out: Path, seconds: float) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_records_that_beat_our_schedule_are_applied_and_correct(conv_onnx, tuned_dir, tmp_path):
     db = with_seed_seconds(tuned_dir, tmp_path / "db", 1.0)  # every searched record beats a 1 s seed
     meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=2), tuning_dir=str(db))).meta
@@ -108,12 +110,14 @@ def test_records_that_beat_our_schedule_are_applied_and_correct(conv_onnx, tuned
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_where_our_schedule_is_faster_the_build_keeps_it(conv_onnx, tuned_dir, tmp_path):
     db = with_seed_seconds(tuned_dir, tmp_path / "db", 1e-12)
     meta = compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=2), tuning_dir=str(db))).meta
     assert meta["tuned"] is False and meta["schedules"]["conv2d_default_schedules"] == 1
 
 
+@pytest.mark.slow
 def test_database_for_another_target_is_refused(conv_onnx, tuned_dir, tmp_path):
     with pytest.raises(UserError, match="tuned for"):
         compile_onnx(conv_onnx, tmp_path / "a", CompileOptions(target=TargetOptions(cpu_threads=1), tuning_dir=str(tuned_dir)))
@@ -150,6 +154,7 @@ def test_unreachable_tracker_is_a_user_error():
         check_tracker("127.0.0.1", _free_port(), "cpu")
 
 
+@pytest.mark.slow
 def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path):
     port = _free_port()
     tracker = subprocess.Popen(
@@ -179,6 +184,7 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path):
                 proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_truncated_database_is_the_database_after_n_trials(tuned_dir, conv_onnx, tmp_path):
     from yolov3_tvm_opt.compiler.tuning_db import RECORDS_FILE, truncated_database
 

@@ -1,3 +1,5 @@
+"""Decoding the model output: thresholds, class-wise NMS, boxes back on the photo, saved detections."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +12,17 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.evaluate.detect import Detection, decode, nms, placement, save_detections, save_outputs
-from yolov3_tvm_opt.evaluate.images import draw_detections, load_image, preprocess, random_input
+from yolov3_tvm_opt.evaluate.detect import (
+    Detection,
+    decode,
+    nms,
+    placement,
+    save_detections,
+    save_outputs,
+)
+from yolov3_tvm_opt.evaluate.images import (
+    preprocess,
+)
 
 NAMES = ["person", "dog", "cat"]
 
@@ -119,46 +130,6 @@ def test_nms_matches_brute_force(items, thresh):
     assert nms(box_array, score_array, thresh, max_keep=2).tolist() == kept[:2].tolist()
 
 
-def test_preprocess_resizes_scales_and_keeps_rgb_order():
-    image = Image.new("RGB", (64, 48), (255, 128, 0))
-    x = preprocess(image, (1, 3, 32, 40), 1 / 255)
-    assert x.shape == (1, 3, 32, 40) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0, :, 5, 5], [1.0, 128 / 255, 0.0], rtol=1e-6)
-    assert preprocess(image, (1, 3, 32, 40), 1.0, dtype="float16").dtype == np.float16
-
-
-def test_preprocess_rejects_non_rgb_single_image_shape():
-    with pytest.raises(UserError, match="1, 3, H, W"):
-        preprocess(Image.new("RGB", (8, 8)), (2, 3, 8, 8), 1.0)
-
-
-def test_random_input_is_reproducible_and_in_scaled_pixel_range():
-    a = random_input((1, 3, 8, 8), "float32", seed=3, input_scale=1 / 255)
-    assert a.dtype == np.float32 and a.shape == (1, 3, 8, 8)
-    assert 0.0 <= a.min() and a.max() < 1.0
-    again = random_input((1, 3, 8, 8), "float32", seed=3, input_scale=1 / 255)
-    np.testing.assert_array_equal(a, again)
-
-
-def test_load_image_returns_rgb(tmp_path):
-    path = tmp_path / "grey.png"
-    Image.new("L", (10, 6), 77).save(path)
-    image = load_image(path)
-    assert image.mode == "RGB" and image.size == (10, 6)
-
-
-def test_load_image_missing_file(tmp_path):
-    with pytest.raises(UserError, match="cannot read image .*JPEG or PNG"):
-        load_image(tmp_path / "nope.jpg")
-
-
-def test_load_image_not_an_image(tmp_path):
-    path = tmp_path / "notes.jpg"
-    path.write_text("not a picture")
-    with pytest.raises(UserError, match="cannot read image"):
-        load_image(path)
-
-
 def _only(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
@@ -197,22 +168,6 @@ def test_save_outputs_keeps_exact_name(tmp_path):
     assert _only(tmp_path) == ["raw.outputs"]
     with np.load(path) as data:
         np.testing.assert_array_equal(data["boxes"], np.ones((1, 2, 8), np.float32))
-
-
-@pytest.mark.parametrize("name, fmt", [("photo_vis.jpg", "JPEG"), ("photo_vis.png", "PNG")])
-def test_draw_detections_saves_original_size(tmp_path, name, fmt):
-    image = Image.new("RGB", (120, 90), (40, 40, 40))
-    path = tmp_path / name
-    draw_detections(image, DETS, path)
-    assert _only(tmp_path) == [name]
-    with Image.open(path) as drawn:
-        assert drawn.format == fmt and drawn.size == (120, 90)
-        assert drawn.convert("RGB").getpixel((10, 40)) != (40, 40, 40)
-
-
-def test_draw_detections_rejects_unknown_extension(tmp_path):
-    with pytest.raises(UserError, match=r"\.jpg or \.png"):
-        draw_detections(Image.new("RGB", (8, 8)), DETS, tmp_path / "x.gif")
 
 
 def test_letterbox_keeps_aspect_pads_grey_and_decode_inverts_it():

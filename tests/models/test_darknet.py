@@ -130,6 +130,7 @@ def test_yolov3_cfg_is_the_darknet_layout():
         (82, 32, (116, 90)), (94, 16, (30, 61)), (106, 8, (10, 13))]
 
 
+@pytest.mark.slow
 def test_yolov3_at_640_has_25200_rows_and_6_scatternd():
     model = darknet.darknet_to_onnx(darknet.yolov3_cfg(), None, 640)
     dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from yolov3_tvm_opt.core.errors import UserError
@@ -22,7 +23,9 @@ def artifact_copy(tiny_artifacts, tmp_path):
 def test_loads_and_runs(tiny_artifacts):
     artifact = load_artifact(tiny_artifacts["baseline"])
     assert artifact.input_shape == (1, 3, 96, 96)
-    assert create_vm(artifact, "cpu").vm is not None
+    model = create_vm(artifact, "cpu")
+    (output,) = model.run(np.zeros(artifact.input_shape, np.float32))
+    assert output.shape == (1, 3 * (3 * 3 + 6 * 6), 85) and np.isfinite(output).all()
 
 
 @pytest.mark.parametrize("missing", ["meta.json", "model.so"])
@@ -53,6 +56,7 @@ def test_other_tvm_version(artifact_copy):
         load_artifact(artifact_copy)
 
 
+@pytest.mark.needs_nvcc
 def test_wrong_device_kind(tiny_artifacts, tiny_cuda_artifacts):
     with pytest.raises(UserError, match="--device cuda"):
         create_vm(load_artifact(tiny_cuda_artifacts["baseline"]), "cpu")
@@ -61,6 +65,7 @@ def test_wrong_device_kind(tiny_artifacts, tiny_cuda_artifacts):
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
+@pytest.mark.needs_nvcc
 def test_cuda_without_gpu(tiny_cuda_artifacts):
     with pytest.raises(UserError, match="no CUDA GPU"):
         create_vm(load_artifact(tiny_cuda_artifacts["baseline"]), "cuda")

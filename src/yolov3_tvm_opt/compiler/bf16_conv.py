@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import UserError
 from ..core.tvm_loader import load_tvm
 from .conv_packing import packable, packed_conv2d_legalization
 
@@ -68,15 +67,6 @@ define linkonce_odr <16 x float> @{HELPER}(<16 x float> %acc, <16 x i32> %a, <16
 declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
 attributes #0 = {{ alwaysinline nounwind readnone }}
 """
-
-
-def check_bf16_target(target: Any) -> None:
-    """Refuse a bf16 build for a CPU without AVX512_BF16: its code would die on the first conv."""
-    if not tvm.target.codegen.target_has_features("avx512bf16", target):
-        raise UserError(
-            f"precision bf16 needs a CPU with AVX512_BF16 (vdpbf16ps), which target {target} lacks; "
-            "use precision fp32, or set mcpu to a CPU that has it (e.g. sapphirerapids, znver4)"
-        )
 
 
 def to_bf16_bits(values: np.ndarray) -> np.ndarray:

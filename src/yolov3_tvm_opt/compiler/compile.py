@@ -32,7 +32,8 @@ from ..core.tvm_loader import load_tvm
 from ..models.onnx_info import class_names
 from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx
-from .pipeline import lower_pipeline, optimize
+from .kernels import conv_gemm_extents, kernel_classes
+from .pipeline import build_context, lower_pipeline, optimize
 from .target import make_target
 from .tuning_db import load_summary
 
@@ -101,6 +102,15 @@ def tuning_database(tuning_dir: str | None, target: Any) -> Path | None:
     return Path(tuning_dir)
 
 
+def conv_kernel_report(source: str, gemms: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+    """Per conv kernel of a CUDA build: tensor_core or plain (read from its source) and its GEMM M, N, K."""
+    return {
+        name: {"cores": cores, "gemm_mnk": gemms.get(name.removesuffix("_kernel"))}
+        for name, cores in sorted(kernel_classes(source).items())
+        if "conv2d" in name
+    }
+
+
 @dataclass(frozen=True)
 class CompileResult:
     """What a build wrote (meta.json's content) and how long it took (kept out of meta.json)."""
@@ -129,14 +139,21 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
             mod, overrides, scatter_report = apply_fast_scatter(mod)
             checkpoint()
         tuning_dir = tuning_database(options.tuning_dir, target)
-        mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules)
+        precision = options.target.precision
+        mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules, precision)
         checkpoint()
-        executable = relax.build(mod, target=target, relax_pipeline=lower_pipeline(target), exec_mode=options.exec_mode)
+        cuda = options.target.kind == "cuda"
+        gemms = conv_gemm_extents(mod) if cuda else {}
+        with build_context(target, options.target.cuda_graph):
+            executable = relax.build(mod, target=target, relax_pipeline=lower_pipeline(target), exec_mode=options.exec_mode)
         checkpoint()
         with atomic_dir(Path(out_dir)) as tmp:
             executable.export_library(str(tmp / MODEL_FILE))
-            if options.target.kind == "cuda":
-                (tmp / CUDA_SOURCE_FILE).write_text(cuda_source(executable))
+            cuda_facts: dict[str, Any] = {}
+            if cuda:
+                source = cuda_source(executable)
+                (tmp / CUDA_SOURCE_FILE).write_text(source)
+                cuda_facts = {"cuda_graph": options.target.cuda_graph, "conv_kernels": conv_kernel_report(source, gemms)}
             meta = {
                 "onnx_path": str(onnx_path),
                 "onnx_sha256": sha256_file(onnx_path),
@@ -146,6 +163,8 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 "class_names": class_names(model),
                 "target": str(target),
                 "target_kind": options.target.kind,
+                "precision": precision,
+                **cuda_facts,
                 "exec_mode": options.exec_mode,
                 "tuned": schedules["tuned_functions"] > 0,
                 "tuned_functions": schedules["tuned_functions"],

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..core.tvm_loader import load_tvm
-from ..models.dense_box import dense_box
+from ..models.dense_box import dense_box, replace_box
 
 tvm = load_tvm()
 
@@ -60,24 +60,6 @@ def _combine(reduction: str, old: relax.Expr, new: relax.Expr) -> relax.Expr:
         "max": lambda: relax.op.maximum(old, new),
     }
     return ops[reduction]()
-
-
-def _replace_box(
-    data: relax.Expr, shape: list[int], box: list[tuple[int, int]], content: relax.Expr, axis: int = 0
-) -> relax.Expr:
-    """``data`` with ``data[box]`` replaced by ``content``, as slices and concats, axis by axis."""
-    if axis == len(box):
-        return content
-    start, stop = box[axis]
-    if start == 0 and stop == shape[axis]:
-        return _replace_box(data, shape, box, content, axis + 1)
-    middle = relax.op.strided_slice(data, [axis], [start], [stop])
-    pieces = [_replace_box(middle, shape[:axis] + [stop - start] + shape[axis + 1 :], box, content, axis + 1)]
-    if start > 0:
-        pieces.insert(0, relax.op.strided_slice(data, [axis], [0], [start]))
-    if stop < shape[axis]:
-        pieces.append(relax.op.strided_slice(data, [axis], [stop], [shape[axis]]))
-    return relax.op.concat(pieces, axis=axis)
 
 
 def _static_shape(expr: relax.Expr) -> list[int] | None:
@@ -125,7 +107,11 @@ class RewriteDenseScatterND:
                     old = relax.op.strided_slice(old, [axis], [start], [stop])
                 content = _combine(reduction, old, content)
             self.rewritten += 1
-            return _replace_box(data, data_shape, box, content)
+            return replace_box(
+                data, data_shape, box, content,
+                take=lambda x, axis, start, stop: relax.op.strided_slice(x, [axis], [start], [stop]),
+                join=lambda pieces, axis: relax.op.concat(pieces, axis=axis),
+            )
 
         return rewrite_call(self.pattern, rewriter, func)
 

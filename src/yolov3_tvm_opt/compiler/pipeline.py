@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
-from .bf16_conv import bf16_conv2d_legalization, check_bf16_target
+from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
 from .cpu_schedule import ApplyCPUSchedules, vector_lanes
+from .precision import apply_precision
 from .target import kind_of
 from .tuning_db import improving_records
 
@@ -47,16 +48,15 @@ def optimize(
     remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
-    ``precision="bf16"`` (llvm only) computes the convs with bf16 inputs and fp32 sums
-    (``bf16_conv``); a target without AVX512_BF16 is a UserError.
+    ``precision`` (``core.options.PRECISIONS``) rewrites the graph first (``precision.apply_precision``),
+    so tuning and compiling see the same reduced-precision functions; on llvm, bf16 is a choice of
+    conv kernels instead (``bf16_conv``: bf16 inputs, fp32 sums), made here in the legalization.
     """
+    mod = apply_precision(mod, target, precision)
     overrides = dict(legalize_overrides or {})
     if kind_of(target) == "llvm":
-        if precision == "bf16":
-            check_bf16_target(target)
-            overrides["relax.nn.conv2d"] = bf16_conv2d_legalization()
-        else:
-            overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
+        packed = bf16_conv2d_legalization() if precision == "bf16" else packed_conv2d_legalization(vector_lanes(target))
+        overrides["relax.nn.conv2d"] = packed
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
@@ -96,6 +96,21 @@ def lower_pipeline(target: Any) -> Any:
             return tvm.transform.Sequential(stages.dataflow_lower_passes(target) + stages.finalize_passes(target))(mod)
 
     return _pipeline
+
+
+# The pass-context switch of TVM's RewriteCUDAGraph (in the cuda backend's finalize passes).
+CUDA_GRAPH_CONFIG = "relax.backend.use_cuda_graph"
+
+
+def build_context(target: Any, cuda_graph: bool) -> Any:
+    """The pass context ``relax.build`` runs in: on cuda with ``cuda_graph``, the model's kernels are captured in CUDA graphs.
+
+    TVM's ``RewriteCUDAGraph`` lifts every static region of ``main`` (allocations and kernel
+    launches) into functions the VM captures on the first run and replays afterwards, so one
+    inference costs a few graph launches instead of one launch per kernel. Inside a replayed
+    graph the VM's instrument sees one call, which is why a per-op profile needs a build without it.
+    """
+    return tvm.transform.PassContext(config={CUDA_GRAPH_CONFIG: bool(cuda_graph and kind_of(target) == "cuda")})
 
 
 def build(

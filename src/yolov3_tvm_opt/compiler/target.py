@@ -10,14 +10,19 @@ from typing import Any
 
 from ..core.errors import UserError
 from ..core.host import resolve_threads
-from ..core.options import TARGET_KINDS, TargetOptions
+from ..core.options import TARGET_KINDS, TargetOptions, check_precision
 from ..core.tvm_loader import load_tvm
 
 tvm = load_tvm()
 
 
 def make_target(options: TargetOptions) -> Any:
-    """Build the TVM target from our options (0.27 accepts only JSON-style dicts, not strings)."""
+    """Build the TVM target from our options (0.27 accepts only JSON-style dicts, not strings).
+
+    A precision the target kind cannot build at is refused here, before any slow work.
+    """
+    if options.kind in TARGET_KINDS:
+        check_precision(options.kind, options.precision)
     if options.kind == "llvm":
         spec: dict[str, Any] = {"kind": "llvm", "num-cores": resolve_threads(options.cpu_threads)}
         mcpu = tvm.target.codegen.llvm_get_system_cpu() if options.mcpu == "native" else options.mcpu

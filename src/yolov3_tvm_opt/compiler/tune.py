@@ -184,7 +184,7 @@ def tune_model(onnx_path: Path, out_dir: Path, compile_options: CompileOptions, 
     runner = _runner(options)
     mod, _, _ = import_onnx(Path(onnx_path), compile_options.size)
     mod, overrides, _ = apply_fast_scatter(mod)
-    mod, _ = optimize(mod, target, overrides, default_schedules=False)
+    mod, _ = optimize(mod, target, overrides, default_schedules=False, precision=compile_options.target.precision)
     tasks = ms.relax_integration.extract_tasks(mod, target)
     summary["tasks"] = len(tasks)
     print(f"[tune] {len(tasks)} tasks, {options.trials} trials, measured by the {options.runner} runner", flush=True)

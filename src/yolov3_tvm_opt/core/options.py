@@ -19,6 +19,19 @@ from .errors import UserError
 TARGET_KINDS = ("llvm", "cuda")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("baseline", "fastscatter")
+# The arithmetic each target can build at, its full-precision default first. bf16 on llvm needs
+# avx512_bf16 (vdpbf16ps); fp16 on cuda is mixed precision (fp16 storage, fp32 accumulation).
+PRECISIONS = {"llvm": ("fp32", "bf16"), "cuda": ("fp32", "fp16")}
+
+
+def check_precision(target_kind: str, precision: str) -> None:
+    """One clear error for a precision the target cannot build at, naming every valid pair."""
+    if precision not in PRECISIONS.get(target_kind, ()):
+        pairs = "; ".join(f"{kind}: {' | '.join(names)}" for kind, names in PRECISIONS.items())
+        raise UserError(
+            f"precision {precision!r} is not available for target {target_kind!r}; valid pairs are {pairs} "
+            "(set target.precision in params.yaml or pass --precision)"
+        )
 
 
 def device_of(target_kind: str) -> str:
@@ -39,12 +52,18 @@ class ModelOptions:
 
 @dataclass(frozen=True)
 class TargetOptions:
-    """What the artifacts are built for (params.yaml ``target``; ``--target --cuda_arch --threads --mcpu``)."""
+    """What the artifacts are built for (params.yaml ``target``; ``--target --cuda_arch --threads --mcpu --precision``).
+
+    Precision and graph capture live here, beside the target, because they decide what the
+    compiled code is (and so what a tuning record matches) exactly as ``mcpu`` does.
+    """
 
     kind: str = "llvm"
     cuda_arch: str = "sm_90"  # sm_80 A100, sm_89 L4/4090, sm_90 H100
     cpu_threads: int = 0  # llvm num-cores and the benchmark's threads; 0 = every usable core
     mcpu: str = "native"  # llvm -mcpu; native = this machine's CPU
+    precision: str = "fp32"  # see PRECISIONS: llvm fp32 | bf16, cuda fp32 | fp16
+    cuda_graph: bool = True  # cuda: capture the model's kernels in one CUDA graph (off: per-op profile works)
 
     @property
     def device(self) -> str:
@@ -110,3 +129,19 @@ class VisualizeOptions:
     images: str = "pictures/photos"  # every .jpg/.jpeg/.png here gets boxes drawn
     score_thresh: float = 0.25
     nms_iou: float = 0.45
+
+
+@dataclass(frozen=True)
+class AccuracyOptions:
+    """The contract a reduced-precision build holds against fp32 (``yolov3-tvm compare-dets``).
+
+    Every box scoring ``report_score`` or more in one build must be matched in the other by a box
+    of the same class with IoU >= ``match_iou`` scoring ``match_score`` or more; the lower bar on
+    the matching side keeps a 0.36-vs-0.34 box from flapping.
+    """
+
+    report_score: float = 0.35
+    match_score: float = 0.25
+    match_iou: float = 0.9
+    nms_iou: float = 0.45  # the NMS that picks the reported boxes
+

@@ -116,6 +116,7 @@ class BenchResult:
     max_abs_diff_vs_onnxruntime: float
     outputs: list[np.ndarray] = field(repr=False)
     profile: list[OpTime] = field(default_factory=list)
+    profile_note: str = ""  # why there is no profile although one was asked for
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -158,7 +159,13 @@ def run_bench(
     diff = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(outputs, reference))
     ort_stats = measure(lambda: session.run(None, feed), iters, warmup, max_seconds) if time_onnxruntime else None
     profile: list[OpTime] = []
-    if profile_topk > 0:
+    profile_note = ""
+    if profile_topk > 0 and artifact.meta.get("cuda_graph"):
+        profile_note = (
+            "no per-op profile: this artifact replays its kernels as CUDA graphs, where the VM sees one call; "
+            "compile with --no_cuda_graph (target.cuda_graph: false) to profile"
+        )
+    elif profile_topk > 0:
         profile = profile_ops(create_vm(artifact, device, profile=True), data, profile_runs, profile_topk)
     return BenchResult(
         artifact_dir=str(artifact_dir),
@@ -170,12 +177,13 @@ def run_bench(
         max_abs_diff_vs_onnxruntime=diff,
         outputs=outputs,
         profile=profile,
+        profile_note=profile_note,
     )
 
 
 def format_report(result: BenchResult) -> str:
     """The human summary, ending with the seed's ``avg latency (ms): X`` line that users grep for."""
-    lines = []
+    lines = [result.profile_note] if result.profile_note else []
     if result.profile:
         lines.append(f"=== Per-op Profile (Top {len(result.profile)} ) ===")
         lines.append(f"{'Rank':>4}  {'Op':<44}{'Time(us)':>12}{'Calls':>7}{'Share':>8}")

@@ -7,6 +7,8 @@ minutes later, so both are checked up front and reported in one line.
 
 from __future__ import annotations
 
+import socket
+
 from ..core.errors import UserError
 from ..core.tvm_loader import load_tvm
 
@@ -14,8 +16,13 @@ tvm = load_tvm()
 
 
 def check_tracker(host: str, port: int, key: str) -> int:
-    """How many servers the tracker has under ``key``; a clear error when none or unreachable."""
+    """How many servers the tracker has under ``key``; a clear error when none or unreachable.
+
+    A plain TCP connect comes first because TVM's tracker client retries a refused connection
+    for a minute before giving up; nobody should wait a minute to learn of a typo in the port.
+    """
     try:
+        socket.create_connection((host, port), timeout=5).close()
         summary = tvm.rpc.connect_tracker(host, port).summary()
     except Exception as exc:  # connection refused, timeout, protocol error
         raise UserError(

@@ -1,0 +1,178 @@
+"""Two builds of one model, held to the same detections on every photo: the reduced-precision contract.
+
+A bf16 or fp16 build is only worth its speed if a user sees the same objects. ``compare_builds``
+runs a reference build (fp32) and a candidate (reduced precision) on every photo of a directory
+and checks both ways that every box one of them reports (score >= ``report_score``, after NMS)
+has a box of the same class in the other with IoU >= ``match_iou`` and score >= ``match_score``.
+The matching side is searched before NMS, so a box is found even when a near twin outscored it
+there. Beside the verdict it records how far the raw outputs moved: the largest difference of
+the box coordinates (model-input pixels) and of the scores (objectness and class probabilities).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import UserError
+from ..core.options import AccuracyOptions
+from ..runtime import create_vm, load_artifact
+from .detect import Detection, detections_for
+from .images import model_input
+from .photos import list_photos
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A reported box the other build has no match for, with the best IoU any same-class box reached."""
+
+    reported_by: str  # "reference" or "candidate"
+    class_name: str
+    score: float
+    box_xyxy: list[float]
+    best_iou: float
+
+
+@dataclass
+class PhotoComparison:
+    photo: str
+    reference_boxes: int
+    candidate_boxes: int
+    max_box_diff_px: float
+    max_score_diff: float
+    unmatched: list[Unmatched] = field(default_factory=list)
+
+
+@dataclass
+class AccuracyResult:
+    """The verdict and the raw-output differences of one candidate against one reference."""
+
+    reference: str
+    candidate: str
+    options: AccuracyOptions
+    photos: list[PhotoComparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(not p.unmatched for p in self.photos)
+
+    @property
+    def max_box_diff_px(self) -> float:
+        return max(p.max_box_diff_px for p in self.photos)
+
+    @property
+    def max_score_diff(self) -> float:
+        return max(p.max_score_diff for p in self.photos)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(passed=self.passed, max_box_diff_px=self.max_box_diff_px, max_score_diff=self.max_score_diff)
+        return data
+
+    def summary(self) -> str:
+        lines = [
+            f"{p.photo}: {p.reference_boxes} reference / {p.candidate_boxes} candidate boxes, "
+            f"{len(p.unmatched)} unmatched, max box diff {p.max_box_diff_px:.3g} px, max score diff {p.max_score_diff:.3g}"
+            for p in self.photos
+        ]
+        lines += [
+            f"  unmatched in {p.photo}: {u.reported_by} {u.class_name} {u.score:.2f} (best IoU {u.best_iou:.2f})"
+            for p in self.photos
+            for u in p.unmatched
+        ]
+        verdict = "holds" if self.passed else "BROKEN"
+        lines.append(
+            f"accuracy contract {verdict} on {len(self.photos)} photos: max box diff {self.max_box_diff_px:.3g} px, "
+            f"max score diff {self.max_score_diff:.3g}"
+        )
+        return "\n".join(lines)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each row of ``boxes``."""
+    if len(boxes) == 0:
+        return np.zeros(0)
+    lo = np.maximum(box[:2], boxes[:, :2])
+    hi = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def unmatched_boxes(reported: list[Detection], pool: list[Detection], match_iou: float, reported_by: str) -> list[Unmatched]:
+    """The boxes of ``reported`` with no same-class box in ``pool`` at IoU >= ``match_iou``."""
+    missing = []
+    for det in reported:
+        same_class = np.array([d.box_xyxy for d in pool if d.class_id == det.class_id]).reshape(-1, 4)
+        best = float(iou(np.array(det.box_xyxy), same_class).max(initial=0.0))
+        if best < match_iou:
+            missing.append(Unmatched(reported_by, det.class_name, det.score, det.box_xyxy, best))
+    return missing
+
+
+def compare_outputs(
+    photo: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    meta: dict[str, Any],
+    image_hw: tuple[int, int],
+    letterbox: bool,
+    options: AccuracyOptions = AccuracyOptions(),
+) -> PhotoComparison:
+    """The contract on one photo, from the two builds' raw [1, N, 5 + C] outputs."""
+    if reference.shape != candidate.shape:
+        raise UserError(f"the builds' outputs differ in shape ({reference.shape} vs {candidate.shape}); compare builds of one model")
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+
+    def reported(output: np.ndarray) -> list[Detection]:
+        return detections_for(output, meta, image_hw, options.report_score, options.nms_iou, letterbox)
+
+    def pool(output: np.ndarray) -> list[Detection]:
+        return detections_for(output, meta, image_hw, options.match_score, options.nms_iou, letterbox, nms=False)
+
+    ref_boxes, cand_boxes = reported(reference), reported(candidate)
+    missing = unmatched_boxes(ref_boxes, pool(candidate), options.match_iou, "reference")
+    missing += unmatched_boxes(cand_boxes, pool(reference), options.match_iou, "candidate")
+    return PhotoComparison(
+        photo=photo,
+        reference_boxes=len(ref_boxes),
+        candidate_boxes=len(cand_boxes),
+        max_box_diff_px=float(diff[..., :4].max()),
+        max_score_diff=float(diff[..., 4:].max()),
+        unmatched=missing,
+    )
+
+
+def compare_builds(
+    reference_dir: Path,
+    candidate_dir: Path,
+    photo_dir: Path,
+    input_scale: float,
+    letterbox: bool,
+    options: AccuracyOptions = AccuracyOptions(),
+) -> AccuracyResult:
+    """Run both artifacts on every photo in ``photo_dir`` and hold them to the contract."""
+    photos = list_photos(Path(photo_dir))
+    if not photos:
+        raise UserError(f"no .jpg/.jpeg/.png photos in {photo_dir}; run `yolov3-tvm photos` for the samples")
+    reference, candidate = load_artifact(Path(reference_dir)), load_artifact(Path(candidate_dir))
+    if reference.input_shape != candidate.input_shape:
+        raise UserError(
+            f"{reference_dir} takes {reference.input_shape} but {candidate_dir} takes {candidate.input_shape}; "
+            "compare two builds of one model at one size"
+        )
+    ref_vm, cand_vm = create_vm(reference), create_vm(candidate)
+    compared = []
+    for photo in photos:
+        data, image = model_input(reference.input_shape, reference.meta["input_dtype"], photo, input_scale, letterbox=letterbox)
+        compared.append(
+            compare_outputs(
+                photo.name, ref_vm.run(data)[0], cand_vm.run(data)[0], reference.meta, (image.height, image.width),
+                letterbox, options,
+            )
+        )
+    return AccuracyResult(str(reference_dir), str(candidate_dir), options, compared)
