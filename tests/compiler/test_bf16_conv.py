@@ -131,7 +131,7 @@ def test_activations_are_rounded_to_bf16_nearest_even_in_the_kernel(tmp_path):
 def test_bf16_conv_matches_a_bf16_numpy_reference(tmp_path, size, cin, cout, kernel, stride, bias):
     weight, inits = conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride, bias=bias, leaky=bias)
     x = np.random.default_rng(3).standard_normal((1, cin, size, size)).astype(np.float32)
-    ex, out = run(tmp_path / "c.onnx", x, "bf16")
+    _, out = run(tmp_path / "c.onnx", x, "bf16")
     expected = reference_conv(bf16_round(x), bf16_round(weight), stride)
     if bias:
         expected += numpy_helper.to_array(inits[1])[None, :, None, None]
