@@ -22,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
+from .bf16_conv import BF16_BLOCK, DOT_INTRIN, HELPER_IR
+from .bf16_conv import LANES as BF16_LANES
 from .conv_packing import PACKED_BLOCK
 
 tvm = load_tvm()
@@ -40,9 +42,9 @@ def _extent(sch: Any, loop: Any) -> int:
     return int(sch.get(loop).extent)
 
 
-def _conv_block(sch: Any) -> Any | None:
-    """The fused function's packed conv2d block (``conv_packing``), if there is exactly one."""
-    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith(PACKED_BLOCK)]
+def _conv_block(sch: Any, name: str = PACKED_BLOCK) -> Any | None:
+    """The fused function's packed conv2d block (``conv_packing``, ``bf16_conv``), if there is exactly one."""
+    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith(name)]
     return blocks[0] if len(blocks) == 1 else None
 
 
@@ -75,8 +77,8 @@ def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
     that streams fewer bytes.
     """
 
-    def elements(buffer: Any) -> int:
-        count = 1
+    def elements(buffer: Any) -> int:  # in bytes: bf16 convs read uint32 pairs and uint16 weights
+        count = tvm.DataType(buffer.dtype).bits // 8
         for dim in buffer.shape:
             count *= int(dim)
         return count
@@ -97,15 +99,24 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
     accumulator register each: 32 registers with AVX-512, 13 columns with AVX2's 16), and the
     accumulator is laid out column-major so each column's channels are one
     register. Convs packing does not fit (grouped, non-float32) get the generic schedule.
+
+    A bf16 conv (``bf16_conv``) gets the same tile with one more reduction loop innermost, the
+    input-channel pair, which together with the 16 channels is tensorized into one
+    ``vdpbf16ps``; the LLVM helper that instruction is called through is imported on the
+    outer parallel loop.
     """
     sch = s_tir.Schedule(func)
     conv = _conv_block(sch)
+    bf16 = conv is None
+    if bf16:
+        conv = _conv_block(sch, BF16_BLOCK)
+        vector_lanes = BF16_LANES
     if conv is None:
         return None
     loops = sch.get_loops(conv)
-    if len(loops) != 7:
+    if len(loops) != (8 if bf16 else 7):
         return None
-    n, co, oh, ow, rc, ry, rx = loops
+    n, co, oh, ow, rc, ry, rx, *pair = loops
     limit, widest = (16, 24) if vector_lanes >= 16 else (13, 13)
     # a guarded column tile and the crop of padded channels (YOLO heads) miscompiled together
     # (wrong outputs, TVM 0.27), so cropped convs keep tiles that divide the row
@@ -118,7 +129,7 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
     co_outer, co_inner = sch.split(co, [None, vector_lanes])
     ow_outer, ow_inner = sch.split(ow, [None, w_tile])
     outer = (oh, co_outer) if rows_outer else (co_outer, oh)
-    sch.reorder(n, *outer, ow_outer, rc, ry, rx, ow_inner, co_inner)
+    sch.reorder(n, *outer, ow_outer, rc, ry, rx, ow_inner, co_inner, *pair)
 
     # accumulate the tile in registers, then write it back through the epilogue
     local = sch.cache_write(conv, 0, "local")
@@ -129,8 +140,10 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
         sch.reverse_compute_inline(consumer)
     # annotate before decompose_reduction: afterwards the update alone is no reduction block
     sch.unroll(ow_inner)
-    sch.vectorize(co_inner)
-    sch.parallel(sch.fuse(n, *outer))
+    if not bf16:
+        sch.vectorize(co_inner)
+    tasks = sch.fuse(n, *outer)
+    sch.parallel(tasks)
     sch.decompose_reduction(conv, rc)
 
     # the padding copy: computed where a row of output tiles needs it would repeat work across
@@ -145,6 +158,9 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
         sch.vectorize(init_loops[-1])
     write_loops = sch.get_loops(local)
     sch.vectorize(write_loops[-1])
+    if bf16:  # last: tensorize replaces the conv block
+        sch.tensorize(co_inner, DOT_INTRIN)
+        sch.annotate(tasks, "pragma_import_llvm", HELPER_IR)
     return sch
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
+from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
 from .cpu_schedule import ApplyCPUSchedules, vector_lanes
 from .precision import apply_precision
@@ -48,14 +49,16 @@ def optimize(
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
     ``precision`` (``core.options.PRECISIONS``) rewrites the graph first (``precision.apply_precision``),
-    so tuning and compiling see the same reduced-precision functions. When ``main`` takes the
-    weights as parameters, ``LiftTransformParams`` adds ``main_transform_params``, which the
-    runtime calls once on the loaded weights.
+    so tuning and compiling see the same reduced-precision functions; on llvm, bf16 is a choice of
+    conv kernels instead (``bf16_conv``: bf16 inputs, fp32 sums), made here in the legalization.
+    When ``main`` takes the weights as parameters, ``LiftTransformParams`` adds
+    ``main_transform_params``, which the runtime calls once on the loaded weights.
     """
     mod = apply_precision(mod, target, precision)
     overrides = dict(legalize_overrides or {})
     if kind_of(target) == "llvm":
-        overrides["relax.nn.conv2d"] = packed_conv2d_legalization(vector_lanes(target))
+        packed = bf16_conv2d_legalization() if precision == "bf16" else packed_conv2d_legalization(vector_lanes(target))
+        overrides["relax.nn.conv2d"] = packed
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
@@ -73,7 +76,7 @@ def optimize(
                 improving_records(tuning_dir, Path(records))
                 mod = relax.transform.MetaScheduleApplyDatabase(records)(mod)
             counts["tuned_functions"] = _scheduled_functions(mod) - before
-        if default_schedules and target.kind.name == "llvm":
+        if default_schedules and kind_of(target) == "llvm":
             cpu = ApplyCPUSchedules(target)
             mod = cpu(mod)
             counts.update({f"{kind}_default_schedules": n for kind, n in cpu.applied.items()})
@@ -122,7 +125,9 @@ def build_context(target: Any, cuda_graph: bool) -> Any:
     return tvm.transform.PassContext(config={CUDA_GRAPH_CONFIG: bool(cuda_graph and kind_of(target) == "cuda")})
 
 
-def build(mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode") -> Any:
+def build(
+    mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode", precision: str = "fp32"
+) -> Any:
     """optimize + lower + codegen with no tuning database: what the tests compare variants with."""
-    optimized, _ = optimize(mod, target, legalize_overrides)
+    optimized, _ = optimize(mod, target, legalize_overrides, precision=precision)
     return relax.build(optimized, target=target, relax_pipeline=lower_pipeline(target), exec_mode=exec_mode)

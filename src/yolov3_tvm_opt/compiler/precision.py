@@ -11,10 +11,9 @@ precision: casts happen inside, so the runtime, the benchmark and the detectors 
   GEMM has M, N and K all above 64 WMMA tensor-core code (``kernel_classes`` reads which).
 - llvm bf16: the CPU must have avx512_bf16; without it the build stops with one line (we do not
   fall back to fp32 silently: a user who asked for bf16 would benchmark the wrong thing).
-  TVM has no bf16 CPU kernels of its own: its ``BF16ComputeLegalize`` computes bfloat16 in fp32.
-  What it can do is round what a bf16 kernel reads, so this build has bf16's numerics (every
-  conv's data and weights rounded to bfloat16, fp32 accumulation and epilogue) at fp32 speed. Our
-  ``vdpbf16ps`` conv kernels replace this path in ``_bf16_on_llvm``.
+  The graph itself is unchanged: bf16 on llvm is a choice of conv kernels (``bf16_conv``, picked
+  by ``pipeline.optimize``'s legalization), which round each conv's data and weights to bf16,
+  multiply with ``vdpbf16ps`` and accumulate and run the epilogue in fp32.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from .target import kind_of
 tvm = load_tvm()
 
 from tvm import relax  # noqa: E402
-from tvm.relax.dpl import is_op, rewrite_call, wildcard  # noqa: E402
 from tvm.target import codegen  # noqa: E402
 
 BF16_FEATURE = "avx512bf16"  # LLVM's name for the CPU feature behind vdpbf16ps
@@ -71,34 +69,4 @@ def _bf16_on_llvm(mod: Any, target: Any) -> Any:
             f"bf16 kernels need avx512_bf16 (vdpbf16ps), which CPU {mcpu} lacks; "
             "build with target.precision: fp32, or set target.mcpu to a CPU that has it (e.g. sapphirerapids, znver4)"
         )
-    return round_conv_operands_to_bf16(mod)
-
-
-def round_conv_operands_to_bf16(mod: Any) -> Any:
-    """Every conv2d reads its data and weights rounded to bfloat16; everything else stays fp32.
-
-    Before:  y = conv2d(x, w)
-    After:   y = conv2d(astype(astype(x, bfloat16), float32), astype(astype(w, bfloat16), float32))
-
-    The weight casts fold into constants at compile time; the data casts fuse into the conv's
-    input. The result is exactly what a bf16 dot product with fp32 accumulation computes, up to
-    the order of the additions.
-    """
-    data, weight = wildcard(), wildcard()
-    pattern = is_op("relax.nn.conv2d")(data, weight)
-
-    def rounded(expr: Any) -> Any:
-        return relax.op.astype(relax.op.astype(expr, "bfloat16"), "float32")
-
-    def is_rounded(expr: Any) -> bool:
-        return isinstance(expr, relax.Call) and expr.op.name == "relax.astype" and expr.args[0].ty.dtype == "bfloat16"
-
-    def rewrite(call: Any, matches: dict[Any, Any]) -> Any:
-        if is_rounded(matches[data]):  # rewrite_call repeats until nothing changes
-            return call
-        return relax.Call(call.op, [rounded(matches[data]), rounded(matches[weight])], call.attrs, call.ty_args)
-
-    for gvar, func in list(mod.functions.items()):
-        if isinstance(func, relax.Function):
-            mod[gvar] = rewrite_call(pattern, rewrite, func)
-    return relax.transform.FoldConstant()(mod)
+    return mod
