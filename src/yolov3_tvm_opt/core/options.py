@@ -87,13 +87,14 @@ class TuneOptions:
 class BenchOptions:
     """How latency is measured and on what input (params.yaml ``bench``; ``yolov3-tvm bench``)."""
 
-    iters: int = 50  # timed iterations per variant...
-    warmup: int = 5
-    max_seconds: float = 40.0  # ...but stop timing a variant after this long; 0 = no bound
+    iters: int = 50  # rounds: each times every system (TVM variants and peers) once, in a shuffled order...
+    warmup: int = 5  # untimed rounds first
+    max_seconds: float = 40.0  # ...but stop the whole bench after the round in progress at this point; 0 = no bound
     input_scale: float = 0.0039215686  # 1/255: the pretrained Darknet weights expect pixels in [0, 1]
     image: str = "pictures/photos/motorcycle_left.png"  # "" = seeded random input
     letterbox: bool = True  # keep the aspect ratio and pad grey, as Darknet trains
     profile_topk: int = 20  # per-op Top-K; 0 = no profile
+    seed: int = 0  # the round order, the bootstrap's resampling, and the random input when image is ""
 
 
 # The CLI's `bench` keeps the seed tool's behaviour, which users' scripts rely on: pixels in
