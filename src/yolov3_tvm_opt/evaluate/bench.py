@@ -11,7 +11,6 @@ for the max |diff| that proves the speed is of a correct model. Profiling runs a
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import tempfile
@@ -99,8 +98,6 @@ def profile_ops(loaded: LoadedModel, data: np.ndarray, runs: int = 3, topk: int 
         run_once()
     loaded.profiler.runs = runs
     return loaded.profiler.table(topk)
-
-
 
 
 def time_rounds(
