@@ -228,6 +228,8 @@ def artifact_copy(artifact_dir: Path) -> Iterator[Path]:
     """A throwaway copy of an artifact directory: a second model.so that TVM loads as its own module.
 
     The A/A check times an artifact against this copy; any "speedup" it reports is the method's noise.
+    Two loads of one model.so can still differ by up to about 1 % inside one process (where their
+    code and buffers land in memory), so with many quiet rounds an interval that narrow may miss 1.00.
     """
     with tempfile.TemporaryDirectory(prefix="yolov3-tvm-aa-") as tmp:
         copy = Path(tmp) / "copy"
