@@ -1,4 +1,4 @@
-"""DVC stage `bench`: both variants and ONNX Runtime on one input -> metrics (latency, profile, plot data, charts)."""
+"""DVC stage `bench`: both variants and their peers in interleaved rounds -> metrics (latency, ratios, profile, charts)."""
 
 import argparse
 from pathlib import Path
@@ -6,8 +6,9 @@ from pathlib import Path
 from _stage import run
 
 from yolov3_tvm_opt.core.params import load_section
-from yolov3_tvm_opt.evaluate.bench import bench_variants
+from yolov3_tvm_opt.evaluate.bench import bench_artifacts
 from yolov3_tvm_opt.evaluate.images import model_input
+from yolov3_tvm_opt.evaluate.peers import PEERS
 from yolov3_tvm_opt.evaluate.report import plot_pngs, summary_table, write_bench_report
 from yolov3_tvm_opt.runtime import load_artifact
 
@@ -17,17 +18,24 @@ def main(args: argparse.Namespace) -> None:
     artifacts = {"baseline": Path(args.baseline), "fastscatter": Path(args.fastscatter)}
     meta = load_artifact(artifacts["baseline"]).meta
     image = Path(bench.image) if bench.image else None
-    data, _ = model_input(meta["input_shape"], meta["input_dtype"], image, bench.input_scale, letterbox=bench.letterbox)
-    results = bench_variants(
+    data, _ = model_input(meta["input_shape"], meta["input_dtype"], image, bench.input_scale, bench.seed, letterbox=bench.letterbox)
+    result = bench_artifacts(
         artifacts,
         data,
         onnx_path=Path(args.onnx),
+        peers=list(PEERS),
+        onnx_noscatter=Path(args.onnx_noscatter) if args.onnx_noscatter else None,
         iters=bench.iters,
         warmup=bench.warmup,
         max_seconds=bench.max_seconds,
+        seed=bench.seed,
         profile_topk=bench.profile_topk,
     )
-    metrics = write_bench_report(results, Path(args.metrics))
+    for peer, reason in result.skipped.items():
+        print(f"bench: skipped {peer}: {reason}")
+    for note in result.profile_notes.values():
+        print(f"bench: {note}")
+    metrics = write_bench_report(result, Path(args.metrics))
     plot_pngs(Path(args.metrics), Path(args.metrics) / "plots")
     print(summary_table(metrics))
 
@@ -36,6 +44,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", required=True)
     parser.add_argument("--fastscatter", required=True)
-    parser.add_argument("--onnx", required=True, help="the ONNX both were built from (ONNX Runtime's reference)")
+    parser.add_argument("--onnx", required=True, help="the ONNX both were built from (the peers' input)")
+    parser.add_argument("--onnx_noscatter", default=None, help="the same model without ScatterND (peer onnxruntime_noscatter)")
     parser.add_argument("--metrics", required=True, help="the metrics directory")
     run(main, parser)

@@ -5,15 +5,22 @@ Compiling is the slow part of this suite, so every test that needs an artifact s
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
-from yolov3_tvm_opt.models.sources import build_model
 from yolov3_tvm_opt.evaluate.photos import install_sample_photos
+from yolov3_tvm_opt.models.sources import build_model
 
 TINY_SIZE = 96
 
@@ -93,3 +100,60 @@ def tiny_files():
     from yolov3_tvm_opt.models.sources import fetch_tiny
 
     return fetch_tiny()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
+    return _free_port
+
+
+@dataclass
+class Tracker:
+    """TVM's own RPC tracker on 127.0.0.1, started for one test."""
+
+    port: int
+
+    def wait_for_key(self, key: str, seconds: float = 60) -> None:
+        """Until one server has registered under ``key``."""
+        from yolov3_tvm_opt.core.errors import UserError
+        from yolov3_tvm_opt.runtime.rpc import check_tracker
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if check_tracker("127.0.0.1", self.port, key) == 1:
+                    return
+            except UserError:  # not registered yet
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"no RPC server registered under {key!r} within {seconds} s")
+
+
+@pytest.fixture
+def rpc_tracker():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("TVM's RPC tracker did not start listening within 30 s") from None
+                time.sleep(0.5)
+        yield Tracker(port)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # with any worker it started
+        proc.wait(timeout=30)

@@ -34,6 +34,17 @@ def test_tiny_finds_the_motorbike(tiny416_artifact, photos, tmp_path):
     assert vis.stat().st_size > 0
 
 
+def test_aa_check_times_an_artifact_against_its_copy(tiny_artifacts, tmp_path):
+    result = tmp_path / "aa.json"
+    proc = cli("bench", "--aa", "--artifact_dir", str(tiny_artifacts["baseline"]), "--iters", "4", "--warmup", "1",
+               "--threads", "2", "--json", str(result))
+    assert proc.returncode == 0, proc.stderr
+    assert "A/A check: speedup is baseline / its copy; its interval" in proc.stdout
+    assert any(line.startswith("speedup ") and "x [" in line for line in proc.stdout.splitlines())
+    saved = json.loads(result.read_text())
+    assert set(saved["stats"]) == {"baseline", "baseline_copy", "onnxruntime"} and saved["stats"]["baseline"]["iters"] == 4
+
+
 def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -7,6 +7,7 @@ param changes, `dvc metrics diff` across commits, and an interrupted stage.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -28,8 +29,12 @@ SMALL = {
 }
 LATENCY_KEYS = {
     "baseline_ms", "fastscatter_ms", "speedup", "baseline_p90_ms", "fastscatter_p90_ms",
-    "onnxruntime_ms", "fastscatter_vs_onnxruntime", "max_abs_diff_vs_onnxruntime",
+    "onnxruntime_ms", "fastscatter_vs_onnxruntime", "max_abs_diff_vs_onnxruntime", "threads",
+    "baseline_p50_ms", "onnxruntime_p90_ms", "baseline_iters", "onnxruntime_iters",
+    "speedup_median", "speedup_ci_low", "speedup_ci_high",
+    "baseline_vs_onnxruntime_median", "fastscatter_vs_onnxruntime_ci_low", "fastscatter_vs_onnxruntime_ci_high",
 }
+OPENVINO_KEYS = {"openvino_ms", "openvino_f32_ms", "fastscatter_vs_openvino_median", "max_abs_diff_openvino_f32_vs_onnxruntime"}
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -181,6 +186,12 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     metrics = json.loads((pipeline_repo / "metrics/latency.json").read_text())
     assert LATENCY_KEYS <= set(metrics)
     assert metrics["speedup"] == pytest.approx(metrics["baseline_ms"] / metrics["fastscatter_ms"], rel=1e-3)
+    assert metrics["speedup_ci_low"] <= metrics["speedup_median"] <= metrics["speedup_ci_high"]
+    assert metrics["baseline_iters"] == metrics["fastscatter_iters"] == metrics["onnxruntime_iters"] == SMALL["bench"]["iters"]
+    assert metrics["onnxruntime_noscatter_iters"] == SMALL["bench"]["iters"]  # the export stage's ONNX, timed in the same rounds
+    assert metrics["max_abs_diff_onnxruntime_noscatter_vs_onnxruntime"] == 0.0  # the rewrite is exact
+    if importlib.util.find_spec("openvino"):
+        assert OPENVINO_KEYS <= set(metrics) and metrics["max_abs_diff_openvino_f32_vs_onnxruntime"] < 1e-2
     assert metrics["max_abs_diff_vs_onnxruntime"] < 1e-2
     profile = json.loads((pipeline_repo / "metrics/profile.json").read_text())
     assert set(profile) == {"baseline", "fastscatter"} and profile["baseline"][0]["rank"] == 1

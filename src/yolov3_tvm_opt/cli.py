@@ -115,9 +115,17 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from .evaluate.bench import RemoteDevice, format_report, run_bench
+    from contextlib import nullcontext
+
+    from .evaluate.bench import (
+        RemoteDevice,
+        artifact_copy,
+        bench_artifacts,
+        format_profile,
+    )
     from .evaluate.detect import detections_for, save_detections, save_outputs
     from .evaluate.images import draw_detections, model_input
+    from .evaluate.report import latency_metrics, summary_table
     from .runtime import load_artifact
 
     needs_image = [flag for flag, value in (("--save_vis", args.save_vis), ("--save_dets", args.save_dets)) if value]
@@ -128,34 +136,40 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         if not args.key:
             raise UserError("--runner rpc needs --key, the key your rpc_servers registered with")
         rpc = RemoteDevice(*_tracker(args), args.key, TuneOptions.rpc_timeout_s)
-    meta = load_artifact(Path(args.artifact_dir)).meta
+    artifact = load_artifact(Path(args.artifact_dir))
+    meta, name = artifact.meta, artifact.variant
     image_path = Path(args.image) if args.image else None
     data, image = model_input(
         meta["input_shape"], meta["input_dtype"], image_path, args.input_scale, args.seed, letterbox=args.letterbox
     )
-    result = run_bench(
-        Path(args.artifact_dir),
-        data,
-        onnx_path=Path(args.onnx) if args.onnx else None,
-        device=args.device,
-        iters=args.iters,
-        warmup=args.warmup,
-        max_seconds=args.max_seconds,
-        threads=args.threads,
-        profile_topk=args.profile_topk if args.profile else 0,
-        rpc=rpc,
-    )
-    print(format_report(result))
+    with artifact_copy(Path(args.artifact_dir)) if args.aa else nullcontext() as copy:
+        dirs = {name: Path(args.artifact_dir), **({f"{name}_copy": copy} if copy else {})}
+        run = bench_artifacts(
+            dirs, data, onnx_path=Path(args.onnx) if args.onnx else None, device=args.device, iters=args.iters,
+            warmup=args.warmup, max_seconds=args.max_seconds, threads=args.threads, seed=args.seed,
+            profile_topk=args.profile_topk if args.profile else 0, rpc=rpc,
+        )
+    for note in run.profile_notes.values():
+        print(note)
+    if run.profile:
+        print(format_profile(run.profile[name]))
+    print(f"{run.device}, {run.threads} threads, {run.rounds} rounds in a shuffled order (seed {run.seed})")
+    print(summary_table(latency_metrics(run, speedup=(name, f"{name}_copy"))))
+    if args.aa:
+        verdict = "contains" if run.ratio(name, f"{name}_copy").contains(1.0) else "does NOT contain"
+        print(f"A/A check: speedup is {name} / its copy; its interval {verdict} 1.00")
+    print(f"avg latency (ms): {run.stats[name].mean_ms:.4f}")
+    outputs = run.outputs[name]
     if args.save_outputs:
-        save_outputs({f"output{i}": out for i, out in enumerate(result.outputs)}, Path(args.save_outputs))
+        save_outputs({f"output{i}": out for i, out in enumerate(outputs)}, Path(args.save_outputs))
         print(f"saved raw outputs to {args.save_outputs}")
     if args.json:
         from .core.files import write_json
 
-        write_json(Path(args.json), result.to_json())
+        write_json(Path(args.json), run.to_json())
     if image is not None and (args.save_vis or args.save_dets):
         dets = detections_for(
-            result.outputs[0], meta, (image.height, image.width), args.score_thresh, args.nms_iou, args.letterbox,
+            outputs[0], meta, (image.height, image.width), args.score_thresh, args.nms_iou, args.letterbox,
             nms=args.nms,
         )
         print(f"{len(dets)} detections: " + ", ".join(f"{d.class_name} {d.score:.2f}" for d in dets[:10]))
@@ -286,14 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--artifact_dir", required=True)
     bench.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: the artifact's target")
     bench.add_argument("--onnx", default=None, help="ONNX for the ONNX Runtime reference (default: meta.json's onnx_path)")
-    bench.add_argument("--iters", type=int, default=seed.iters)
+    bench.add_argument("--aa", action="store_true",
+                       help="A/A check: time the artifact against a copy of itself in the same rounds (speedup should be 1.00)")
+    bench.add_argument("--iters", type=int, default=seed.iters, help="rounds; each times every system once")
     bench.add_argument("--warmup", type=int, default=seed.warmup)
-    bench.add_argument("--max_seconds", type=float, default=seed.max_seconds, help="stop timing after this long (0: no bound)")
+    bench.add_argument("--max_seconds", type=float, default=seed.max_seconds, help="cap on the whole bench; the round in progress finishes (0: no bound)")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads for TVM and ORT (0: the artifact's)")
     bench.add_argument("--image", default=seed.image or None, help="a photo instead of random input")
     bench.add_argument("--input_scale", type=float, default=seed.input_scale, help="pixel multiplier (1/255 = 0.0039215686 for [0,1] models)")
     bench.add_argument("--letterbox", action="store_true", default=seed.letterbox, help="keep the photo's aspect ratio, pad with grey (Darknet's preprocessing)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    bench.add_argument("--seed", type=int, default=seed.seed, help="seed of the random input, the round order and the bootstrap")
     bench.add_argument("--save_outputs", default=None, help="write raw outputs to this .npz")
     bench.add_argument("--save_vis", default=None, help="draw detections on the image into this file")
     bench.add_argument("--save_dets", default=None, help="write detections JSON to this file")

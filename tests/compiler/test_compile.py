@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from yolov3_tvm_opt.core.files import sha256_file
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.kernels import cuda_kernels
 from yolov3_tvm_opt.compiler.target import make_target
-from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
 from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.core.files import sha256_file
+from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
 
 SEED_FIELDS = {"onnx_path", "input_name", "input_shape", "input_dtype", "target", "exec_mode", "tuned"}
 OUR_FIELDS = {"onnx_sha256", "tvm_version", "variant", "model_so_sha256", "scatter_nd", "target_kind"}

@@ -7,10 +7,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from yolov3_tvm_opt.compiler.conv_packing import (
+    PACKED_BLOCK,
+    pack_weights,
+    packed_conv2d_legalization,
+)
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.target import make_target
 from yolov3_tvm_opt.core.options import TargetOptions
-from yolov3_tvm_opt.compiler.conv_packing import PACKED_BLOCK, pack_weights, packed_conv2d_legalization
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
 
 tvm = load_tvm()

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from yolov3_tvm_opt.compiler.fast_scatter import apply_fast_scatter
 from yolov3_tvm_opt.compiler.pipeline import build
 from yolov3_tvm_opt.compiler.target import make_target
 from yolov3_tvm_opt.core.options import TargetOptions
-from yolov3_tvm_opt.compiler.fast_scatter import apply_fast_scatter
-from yolov3_tvm_opt.models.dense_box import dense_box
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
+from yolov3_tvm_opt.models.dense_box import dense_box
 
 tvm = load_tvm()
 

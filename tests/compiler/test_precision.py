@@ -10,7 +10,11 @@ import pytest
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.kernels import PLAIN, TENSOR_CORE, kernel_classes
-from yolov3_tvm_opt.compiler.precision import apply_precision, has_bf16_dot_product, mixed_precision_fp16
+from yolov3_tvm_opt.compiler.precision import (
+    apply_precision,
+    has_bf16_dot_product,
+    mixed_precision_fp16,
+)
 from yolov3_tvm_opt.compiler.target import make_target
 from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions

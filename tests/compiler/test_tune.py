@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +18,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
-from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
-from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.runtime import create_vm, load_artifact
 from yolov3_tvm_opt.compiler.tune import tune_model
-from yolov3_tvm_opt.core.options import TuneOptions
-from yolov3_tvm_opt.runtime.rpc import check_tracker
+from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions, TuneOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
+from yolov3_tvm_opt.runtime import create_vm, load_artifact
+from yolov3_tvm_opt.runtime.rpc import check_tracker
 
 tvm = load_tvm()
 
@@ -131,57 +128,31 @@ def test_zero_trials_writes_an_empty_database(conv_onnx, tmp_path):
     assert meta["tuned"] is False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(predicate, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (UserError, OSError):  # not listening / not registered yet
-            pass
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting for the RPC tracker/server")
-
-
-def test_unreachable_tracker_is_a_user_error():
+def test_unreachable_tracker_is_a_user_error(free_port):
     with pytest.raises(UserError, match="cannot reach the RPC tracker"):
-        check_tracker("127.0.0.1", _free_port(), "cpu")
+        check_tracker("127.0.0.1", free_port(), "cpu")
 
 
 @pytest.mark.slow
-def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path):
-    port = _free_port()
-    tracker = subprocess.Popen(
-        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path, rpc_tracker, free_port):
+    port = rpc_tracker.port
+    with pytest.raises(UserError, match="no server with key 'test-cpu'"):
+        check_tracker("127.0.0.1", port, "test-cpu")
+    server_port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu",
+         "--host", "127.0.0.1", "--port", str(server_port), "--port-end", str(server_port + 10), "--no-fork"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    server = None
     try:
-        _wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, 30)
-        with pytest.raises(UserError, match="no server with key 'test-cpu'"):
-            check_tracker("127.0.0.1", port, "test-cpu")
-        server_port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu",
-             "--host", "127.0.0.1", "--port", str(server_port), "--port-end", str(server_port + 10), "--no-fork"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        _wait_for(lambda: check_tracker("127.0.0.1", port, "test-cpu") == 1, 30)
+        rpc_tracker.wait_for_key("test-cpu", 30)
         options = TuneOptions(enabled=True, trials=4, trials_per_iter=4, runner="rpc", tracker_port=port, key="test-cpu")
         summary = tune_model(conv_onnx, tmp_path / "db", CompileOptions(target=TargetOptions(cpu_threads=2)), options).summary
         assert summary["runner"] == "rpc" and summary["records"] > 0
         assert json.loads((tmp_path / "db" / "summary.json").read_text())["measured_trials"] >= 1
     finally:
-        for proc in (server, tracker):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.mark.slow

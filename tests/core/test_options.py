@@ -10,7 +10,13 @@ import yaml
 
 from yolov3_tvm_opt.cli import build_parser
 from yolov3_tvm_opt.core.errors import UserError, exit_code_of
-from yolov3_tvm_opt.core.options import SEED_BENCH, BenchOptions, TargetOptions, TuneOptions, device_of
+from yolov3_tvm_opt.core.options import (
+    SEED_BENCH,
+    BenchOptions,
+    TargetOptions,
+    TuneOptions,
+    device_of,
+)
 from yolov3_tvm_opt.core.params import SECTIONS, load_section
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,12 +1,24 @@
-"""TVM agrees with ONNX Runtime; baseline and fastscatter agree bit for bit; stats and profile."""
+"""TVM agrees with ONNX Runtime; baseline and fastscatter agree bit for bit; rounds, stats and profile."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
 
-from yolov3_tvm_opt.evaluate.bench import LatencyStats, measure, profile_ops, run_bench
+from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.evaluate.bench import (
+    LatencyStats,
+    artifact_copy,
+    bench_artifacts,
+    measure,
+    profile_ops,
+    run_bench,
+    time_rounds,
+)
 from yolov3_tvm_opt.evaluate.images import random_input
+from yolov3_tvm_opt.evaluate.report import latency_metrics, summary_table
 from yolov3_tvm_opt.runtime import create_vm, load_artifact
 
 
@@ -41,8 +53,6 @@ def test_measure_statistics():
 
 
 def test_measure_stops_at_max_seconds():
-    import time
-
     stats = measure(lambda: time.sleep(0.02), iters=1000, warmup=0, max_seconds=0.1)
     assert 1 <= stats.iters < 20
 
@@ -63,3 +73,71 @@ def test_profile_finds_scatter_only_in_the_baseline(tiny_artifacts):
     assert not any("scatter" in row.name for row in tables["fastscatter"])
     assert abs(sum(row.share for row in tables["baseline"]) - 1.0) < 1e-6
     assert all(row.calls >= 1 for row in tables["baseline"])
+
+
+def _recorder(calls: list[str], name: str, seconds: float = 0.0):
+    def run_once() -> None:
+        calls.append(name)
+        if seconds:
+            time.sleep(seconds)
+
+    return run_once
+
+
+def test_rounds_time_every_system_once_per_round_in_a_seeded_shuffled_order():
+    calls: list[str] = []
+    names = ["a", "b", "c"]
+    stats = time_rounds({n: _recorder(calls, n) for n in names}, rounds=30, warmup=2, seed=11)
+    assert all(s.iters == 30 for s in stats.values()) and list(stats) == names
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(rounds) == 32 and all(sorted(r) == names for r in rounds)
+    assert {r[0] for r in rounds} == set(names)  # no system always goes first
+    again: list[str] = []
+    time_rounds({n: _recorder(again, n) for n in names}, rounds=30, warmup=2, seed=11)
+    assert again == calls
+    other: list[str] = []
+    time_rounds({n: _recorder(other, n) for n in names}, rounds=30, warmup=2, seed=12)
+    assert other != calls
+
+
+def test_max_seconds_caps_the_whole_bench_after_the_round_in_progress():
+    calls: list[str] = []
+    stats = time_rounds({n: _recorder(calls, n, 0.01) for n in ("a", "b")}, rounds=1000, warmup=1, max_seconds=0.2)
+    assert 1 <= stats["a"].iters == stats["b"].iters < 20
+    assert len(calls) == 2 * (stats["a"].iters + 1)
+
+
+def test_rounds_refuse_zero_rounds():
+    with pytest.raises(UserError, match="rounds"):
+        time_rounds({"a": lambda: None}, rounds=0, warmup=0)
+
+
+def test_bench_in_rounds_on_a_real_model_writes_every_ratio_with_an_interval(tiny_artifacts):
+    data = _input(load_artifact(tiny_artifacts["baseline"]).input_shape)
+    run = bench_artifacts(tiny_artifacts, data, iters=4, warmup=1, threads=2, profile_topk=3, seed=5)
+    assert run.tvm == ["baseline", "fastscatter"] and run.peers == ["onnxruntime"]
+    assert {name: s.iters for name, s in run.stats.items()} == {"baseline": 4, "fastscatter": 4, "onnxruntime": 4}
+    assert max(run.max_abs_diff.values()) < 1e-2 and set(run.profile) == {"baseline", "fastscatter"}
+    metrics = latency_metrics(run)
+    for key in ("speedup", "baseline_vs_onnxruntime", "fastscatter_vs_onnxruntime"):
+        assert metrics[f"{key}_ci_low"] <= metrics[f"{key}_median"] <= metrics[f"{key}_ci_high"]
+    assert metrics["speedup"] == pytest.approx(metrics["baseline_ms"] / metrics["fastscatter_ms"], rel=1e-3)
+    table = summary_table(metrics)
+    assert f"speedup {metrics['speedup_median']:.2f}x [{metrics['speedup_ci_low']:.2f}, " in table
+    assert "fastscatter_vs_onnxruntime" in table and "onnxruntime_p50" not in table
+
+
+def test_aa_times_an_artifact_against_its_copy(tiny_artifacts):
+    data = _input(load_artifact(tiny_artifacts["fastscatter"]).input_shape)
+    with artifact_copy(tiny_artifacts["fastscatter"]) as copy:
+        run = bench_artifacts({"a": tiny_artifacts["fastscatter"], "a_copy": copy}, data, iters=3, warmup=1, threads=2)
+    assert not copy.exists()
+    np.testing.assert_array_equal(run.outputs["a"][0], run.outputs["a_copy"][0])
+    ratio = run.ratio("a", "a_copy")
+    assert ratio.ci_low <= ratio.median <= ratio.ci_high
+
+
+def test_old_metrics_files_still_print():
+    old = {"baseline_ms": 27.5, "baseline_p90_ms": 28.0, "baseline_iters": 50, "fastscatter_ms": 27.2,
+           "fastscatter_p90_ms": 27.9, "fastscatter_iters": 50, "speedup": 1.011, "max_abs_diff_vs_onnxruntime": 1e-4}
+    assert "speedup 1.01x  (ratio of means)" in summary_table(old)

@@ -5,9 +5,14 @@ import shutil
 import pytest
 from PIL import Image
 
-from yolov3_tvm_opt.core.files import sha256_file
 from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.evaluate.photos import SAMPLE_PHOTOS, install_sample_photos, list_photos, verify_sha256
+from yolov3_tvm_opt.core.files import sha256_file
+from yolov3_tvm_opt.evaluate.photos import (
+    SAMPLE_PHOTOS,
+    install_sample_photos,
+    list_photos,
+    verify_sha256,
+)
 
 
 def test_install_copies_verified_photos(tmp_path):

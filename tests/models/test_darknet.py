@@ -8,8 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from yolov3_tvm_opt.models import darknet, darknet_cfg
 from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.models import darknet, darknet_cfg
 
 TINY_HEAD_CONVS = ("conv_15", "conv_22")  # Darknet layer indices of yolov3-tiny's two head convs
 TINY_ANCHORS = {"conv_15": [(81, 82), (135, 169), (344, 319)], "conv_22": [(10, 14), (23, 27), (37, 58)]}

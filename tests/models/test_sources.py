@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from yolov3_tvm_opt.models import onnx_info, sources
 from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.models import onnx_info, sources
 
 
 def _toy_onnx(path: Path, input_shape: list, input_rank_ok: bool = True) -> Path:

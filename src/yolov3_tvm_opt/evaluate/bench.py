@@ -1,14 +1,25 @@
-"""Latency statistics, the per-op profile, and the ONNX Runtime reference run beside every bench.
+"""Latency in interleaved rounds: every TVM variant and every peer, one turn each per round.
 
-A speed number without a correctness number is not a result, so each benchmark also runs ONNX
-Runtime on the same ONNX file, with the same input and the same thread count, in the same
-process, and reports both latencies and the largest absolute difference of the outputs.
+Timing one system after another lets any drift during the run (a neighbour's compile on this
+2-core machine, frequency, a pool still spinning from the previous system) land on one system
+only; a 20 % "regression" could be nothing but bad luck. In rounds, each system runs once per
+round in a seeded shuffled order, so drift hits all of them alike and the ratio within a round
+cancels it (``stats.compare`` turns those ratios into a median and a 95 % interval). Everyone gets
+the same input array and thread count, and ONNX Runtime's outputs on that input are the reference
+for the max |diff| that proves the speed is of a correct model. Profiling runs after all timing.
+
+With a ``RemoteDevice`` the TVM artifacts run on a server of TVM's RPC tracker and time
+themselves on its clock (no network time), still one turn per round beside the local peers.
 """
 
 from __future__ import annotations
 
+import random
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,17 +31,9 @@ from ..core.host import host_cores
 from ..runtime import LoadedModel, create_vm, load_artifact
 from ..runtime.device import set_cpu_threads
 from ..runtime.profiler import OpTime
-from ..runtime.rpc import load_remote, remote_latencies_ms, request_session
-
-
-@dataclass(frozen=True)
-class RemoteDevice:
-    """A device behind TVM's RPC tracker: where ``bench --runner rpc`` runs the artifact."""
-
-    host: str
-    port: int
-    key: str
-    timeout_s: int = 60
+from ..runtime.rpc import load_remote, remote_timer, request_session
+from .peers import REFERENCE, PeerInput, System, prepare_peers
+from .stats import Ratio, compare
 
 
 @dataclass(frozen=True)
@@ -88,19 +91,6 @@ def measure(run_once: Callable[[], Any], iters: int, warmup: int, max_seconds: f
     return LatencyStats.from_samples(samples)
 
 
-def onnxruntime_session(onnx_path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads and full graph optimisation."""
-    import onnxruntime as ort
-
-    if not Path(onnx_path).is_file():
-        raise UserError(f"the ONNX file {onnx_path} this artifact was compiled from is missing; the ONNX Runtime reference needs it: restore it or recompile")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
 def profile_ops(loaded: LoadedModel, data: np.ndarray, runs: int = 3, topk: int | None = 20) -> list[OpTime]:
     """Per-op Top-K over ``runs`` instrumented inferences, after one cold run that is discarded."""
     if loaded.profiler is None:
@@ -114,131 +104,209 @@ def profile_ops(loaded: LoadedModel, data: np.ndarray, runs: int = 3, topk: int 
     return loaded.profiler.table(topk)
 
 
-@dataclass
-class BenchResult:
-    """Everything one ``bench`` measured, in the form written to JSON and printed."""
+@dataclass(frozen=True)
+class RemoteDevice:
+    """A device behind TVM's RPC tracker: where ``bench --runner rpc`` runs the artifacts."""
 
-    artifact_dir: str
-    variant: str
-    device: str  # "cpu" / "cuda", or "rpc:KEY/cpu" when it ran behind a tracker
+    host: str
+    port: int
+    key: str
+    timeout_s: int = 60
+
+
+def time_rounds(
+    systems: dict[str, Callable[[], Any]], rounds: int, warmup: int, max_seconds: float = 0.0, seed: int = 0
+) -> dict[str, LatencyStats]:
+    """Time every system once per round, in an order shuffled per round by ``seed``.
+
+    A system that times itself (a remote device, on its own clock) returns its milliseconds; for
+    the others the wall time of the call counts. ``warmup`` untimed rounds come first. ``max_seconds`` (0 = no bound) caps the whole call,
+    warm-up included: the round in progress finishes, so every system has the same number of
+    samples and ``samples_ms[i]`` of each is round ``i``. At least one round is always timed.
+    """
+    if rounds < 1 or warmup < 0:
+        raise UserError(f"iters (rounds) must be >= 1 and warmup >= 0 (got {rounds} and {warmup})")
+    if not systems:
+        raise ValueError("time_rounds needs at least one system")
+    rng = random.Random(seed)
+    names = list(systems)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    deadline = time.perf_counter() + max_seconds if max_seconds > 0 else float("inf")
+    for round_index in range(warmup + rounds):
+        order = rng.sample(names, len(names))
+        for name in order:
+            start = time.perf_counter()
+            own_ms = systems[name]()
+            if round_index >= warmup:
+                samples[name].append(own_ms if isinstance(own_ms, float) else (time.perf_counter() - start) * 1000.0)
+        if round_index >= warmup and time.perf_counter() >= deadline:
+            break
+    return {name: LatencyStats.from_samples(samples[name]) for name in names}
+
+
+@dataclass
+class BenchRun:
+    """One bench: every system's latency from the same rounds, the diffs, the TVM profiles."""
+
+    device: str
     threads: int
-    tvm: LatencyStats
-    onnxruntime: LatencyStats | None
-    max_abs_diff_vs_onnxruntime: float
-    outputs: list[np.ndarray] = field(repr=False)
-    profile: list[OpTime] = field(default_factory=list)
-    profile_note: str = ""  # why there is no profile although one was asked for
+    seed: int
+    tvm: list[str]  # the TVM systems' names, in the order given; the rest are peers
+    stats: dict[str, LatencyStats]
+    max_abs_diff: dict[str, float]  # each system's outputs vs ONNX Runtime's on the same input
+    skipped: dict[str, str] = field(default_factory=dict)  # peers that cannot run here, and why
+    profile_notes: dict[str, str] = field(default_factory=dict)  # why an artifact asked for has no profile
+    outputs: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    profile: dict[str, list[OpTime]] = field(default_factory=dict)
+
+    @property
+    def peers(self) -> list[str]:
+        return [name for name in self.stats if name not in self.tvm]
+
+    @property
+    def rounds(self) -> int:
+        return next(iter(self.stats.values())).iters
+
+    def ratio(self, numerator: str, denominator: str) -> Ratio:
+        """``numerator``'s time over ``denominator``'s, round by round (> 1: the denominator is faster)."""
+        return compare(self.stats[numerator].samples_ms, self.stats[denominator].samples_ms, self.seed)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("outputs")
-        return data
+        return {
+            "device": self.device, "threads": self.threads, "seed": self.seed, "tvm": self.tvm,
+            "stats": {name: asdict(s) for name, s in self.stats.items()}, "max_abs_diff": self.max_abs_diff,
+            "skipped": self.skipped, "profile_notes": self.profile_notes,
+            "profile": {name: [asdict(row) for row in rows] for name, rows in self.profile.items()},
+        }
 
 
-def run_bench(
-    artifact_dir: Path,
+def max_abs_diff(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """The largest |a - b| over all outputs, in float64 (bf16 peers included)."""
+    return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) for a, b in zip(outputs, reference))
+
+
+def bench_artifacts(
+    artifact_dirs: dict[str, Path],
     data: np.ndarray,
     onnx_path: Path | None = None,
+    peers: Sequence[str] = (REFERENCE,),
+    onnx_noscatter: Path | None = None,
     device: str | None = None,
     iters: int = 50,
     warmup: int = 5,
     max_seconds: float = 0.0,
     threads: int = 0,
+    seed: int = 0,
     profile_topk: int = 0,
     profile_runs: int = 3,
-    time_onnxruntime: bool = True,
     rpc: RemoteDevice | None = None,
-) -> BenchResult:
-    """Benchmark one artifact on ``data`` and, on the same input, ONNX Runtime on its ONNX file.
+) -> BenchRun:
+    """Time the TVM artifacts and the ``peers`` (ONNX Runtime always) in ``iters`` interleaved rounds.
 
-    ONNX Runtime always runs once for the correctness number; ``time_onnxruntime=False`` skips
-    timing it again when the caller already has its latency from the same process. ``onnx_path``
-    defaults to the path meta.json recorded at compile time. With ``rpc`` the artifact runs and
-    is timed on a server of that tracker (TVM's time_evaluator, on the server's clock); ONNX
-    Runtime and the per-op profile stay here, since the profiler's callback cannot run there.
+    ``onnx_path`` defaults to the ONNX the first artifact was compiled from; every artifact must
+    take the same input. Peers that cannot run here are listed in ``skipped``, not fatal. A build
+    that replays CUDA graphs has no per-op profile (the VM sees one call): ``profile_notes`` says so.
     """
-    artifact = load_artifact(artifact_dir)
-    expected = tuple(artifact.meta["input_shape"])
-    if tuple(data.shape) != expected:
-        raise UserError(f"input shape {tuple(data.shape)} does not match the artifact's {expected}; recompile with that size")
-    threads = threads or artifact.threads or host_cores()
+    artifacts = {name: load_artifact(Path(directory)) for name, directory in artifact_dirs.items()}
+    first = next(iter(artifacts.values()))
+    for name, artifact in artifacts.items():
+        if tuple(data.shape) != tuple(artifact.meta["input_shape"]):
+            raise UserError(f"input shape {tuple(data.shape)} does not match {name}'s {tuple(artifact.meta['input_shape'])}; recompile with that size")
+    threads = threads or first.threads or host_cores()
     if rpc is not None:
-        if profile_topk > 0:
-            raise UserError("the per-op profile cannot run inside an RPC server; drop --profile, or bench on the device itself")
-        session = request_session(rpc.host, rpc.port, rpc.key, rpc.timeout_s)
-        loaded = load_remote(session, artifact)
-        outputs = loaded.run(data)
-        stats = LatencyStats.from_samples(remote_latencies_ms(loaded, data, iters, warmup))
+        systems = _remote_systems(artifacts, data, rpc, profile_topk)
     else:
-        if (device or artifact.device) == "cpu":
+        if (device or first.device) == "cpu":
             set_cpu_threads(threads)
-        loaded = create_vm(artifact, device)
-        outputs = loaded.run(data)
-        stats = measure(loaded.runner(data), iters, warmup, max_seconds)
-    session = onnxruntime_session(Path(onnx_path or artifact.meta["onnx_path"]), threads)
-    feed = {artifact.meta["input_name"]: data}
-    reference = session.run(None, feed)
-    diff = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(outputs, reference))
-    ort_stats = measure(lambda: session.run(None, feed), iters, warmup, max_seconds) if time_onnxruntime else None
-    profile: list[OpTime] = []
-    profile_note = ""
-    if profile_topk > 0 and artifact.meta.get("cuda_graph"):
-        profile_note = (
-            "no per-op profile: this artifact replays its kernels as CUDA graphs, where the VM sees one call; "
-            "compile with --no_cuda_graph (target.cuda_graph: false) to profile"
-        )
-    elif profile_topk > 0:
-        profile = profile_ops(create_vm(artifact, device, profile=True), data, profile_runs, profile_topk)
+        loaded = {name: create_vm(artifact, device) for name, artifact in artifacts.items()}
+        systems = {name: System(name, model.runner(data), model.run(data)) for name, model in loaded.items()}
+    spec = PeerInput(Path(onnx_path or first.meta["onnx_path"]), first.meta["input_name"], data, threads, onnx_noscatter)
+    ready, skipped = prepare_peers([REFERENCE, *(p for p in peers if p != REFERENCE)], spec)
+    systems.update(ready)
+    reference = systems[REFERENCE].outputs
+    stats = time_rounds({name: s.run_once for name, s in systems.items()}, iters, warmup, max_seconds, seed)
+    profile, notes = {}, {}
+    for name, artifact in (artifacts.items() if profile_topk > 0 else []):
+        if artifact.meta.get("cuda_graph"):
+            notes[name] = (
+                f"no per-op profile for {name}: it replays its kernels as CUDA graphs, where the VM sees one call; "
+                "compile with --no_cuda_graph (target.cuda_graph: false) to profile"
+            )
+        else:
+            profile[name] = profile_ops(create_vm(artifact, device, profile=True), data, profile_runs, profile_topk)
+    return BenchRun(
+        device=f"rpc:{rpc.key}/{first.device}" if rpc is not None else first.device,
+        threads=threads,
+        seed=seed,
+        tvm=list(artifacts),
+        stats=stats,
+        max_abs_diff={name: max_abs_diff(s.outputs, reference) for name, s in systems.items() if name != REFERENCE},
+        skipped=skipped,
+        profile_notes=notes,
+        outputs={name: s.outputs for name, s in systems.items()},
+        profile=profile,
+    )
+
+
+def _remote_systems(artifacts: dict[str, Any], data: np.ndarray, rpc: RemoteDevice, profile_topk: int) -> dict[str, System]:
+    """The artifacts loaded on one server of the tracker, each timing itself there."""
+    if profile_topk > 0:
+        raise UserError("the per-op profile cannot run inside an RPC server; drop --profile, or bench on the device itself")
+    session = request_session(rpc.host, rpc.port, rpc.key, rpc.timeout_s)
+    systems = {}
+    for name, artifact in artifacts.items():
+        model = load_remote(session, artifact)
+        systems[name] = System(name, remote_timer(model, data), model.run(data))
+    return systems
+
+
+@contextmanager
+def artifact_copy(artifact_dir: Path) -> Iterator[Path]:
+    """A throwaway copy of an artifact directory: a second model.so that TVM loads as its own module.
+
+    The A/A check times an artifact against this copy; any "speedup" it reports is the method's noise.
+    Two loads of one model.so can still differ by up to about 1 % inside one process (where their
+    code and buffers land in memory), so with many quiet rounds an interval that narrow may miss 1.00.
+    """
+    with tempfile.TemporaryDirectory(prefix="yolov3-tvm-aa-") as tmp:
+        copy = Path(tmp) / "copy"
+        shutil.copytree(artifact_dir, copy)
+        yield copy
+
+
+@dataclass
+class BenchResult:
+    """One artifact's view of a bench (TVM, ONNX Runtime, their diff), for callers that time one model."""
+
+    artifact_dir: str
+    variant: str
+    device: str
+    threads: int
+    tvm: LatencyStats
+    onnxruntime: LatencyStats
+    max_abs_diff_vs_onnxruntime: float
+    outputs: list[np.ndarray] = field(repr=False)
+
+
+def run_bench(artifact_dir: Path, data: np.ndarray, **options: Any) -> BenchResult:
+    """Benchmark one artifact against ONNX Runtime in interleaved rounds (``bench_artifacts`` options)."""
+    run = bench_artifacts({"tvm": Path(artifact_dir)}, data, **options)
     return BenchResult(
         artifact_dir=str(artifact_dir),
-        variant=artifact.variant,
-        device=f"rpc:{rpc.key}/{artifact.device}" if rpc is not None else loaded.artifact.device,
-        threads=threads,
-        tvm=stats,
-        onnxruntime=ort_stats,
-        max_abs_diff_vs_onnxruntime=diff,
-        outputs=outputs,
-        profile=profile,
-        profile_note=profile_note,
+        variant=load_artifact(Path(artifact_dir)).variant,
+        device=run.device,
+        threads=run.threads,
+        tvm=run.stats["tvm"],
+        onnxruntime=run.stats[REFERENCE],
+        max_abs_diff_vs_onnxruntime=run.max_abs_diff["tvm"],
+        outputs=run.outputs["tvm"],
     )
 
 
-def format_report(result: BenchResult) -> str:
-    """The human summary, ending with the seed's ``avg latency (ms): X`` line that users grep for."""
-    lines = [result.profile_note] if result.profile_note else []
-    if result.profile:
-        lines.append(f"=== Per-op Profile (Top {len(result.profile)} ) ===")
-        lines.append(f"{'Rank':>4}  {'Op':<44}{'Time(us)':>12}{'Calls':>7}{'Share':>8}")
-        for rank, row in enumerate(result.profile, 1):
-            lines.append(f"{rank:>4}  {row.name[:43]:<44}{row.time_us:>12.2f}{row.calls:>7.0f}{100 * row.share:>7.1f}%")
-        lines.append("=== End Profile ===")
-        lines.append("")
-    s = result.tvm
-    lines.append(
-        f"TVM {result.variant} on {result.device} ({result.threads} threads), {s.iters} iters: "
-        f"mean {s.mean_ms:.4f} ms, p50 {s.p50_ms:.4f}, p90 {s.p90_ms:.4f}, p99 {s.p99_ms:.4f}, "
-        f"min {s.min_ms:.4f}, std {s.std_ms:.4f}, {s.throughput_fps:.2f} img/s"
-    )
-    if result.onnxruntime is not None:
-        o = result.onnxruntime
-        lines.append(
-            f"ONNX Runtime (cpu, {result.threads} threads), {o.iters} iters: mean {o.mean_ms:.4f} ms, "
-            f"p90 {o.p90_ms:.4f}; TVM/ORT {s.mean_ms / o.mean_ms:.2f}x"
-        )
-    lines.append(f"max |TVM - ORT| on this input: {result.max_abs_diff_vs_onnxruntime:.3g}")
-    lines.append(f"avg latency (ms): {s.mean_ms:.4f}")
+def format_profile(rows: list[OpTime]) -> str:
+    """The per-op Top-K table, in the seed tool's layout."""
+    lines = [f"=== Per-op Profile (Top {len(rows)} ) ===", f"{'Rank':>4}  {'Op':<44}{'Time(us)':>12}{'Calls':>7}{'Share':>8}"]
+    for rank, row in enumerate(rows, 1):
+        lines.append(f"{rank:>4}  {row.name[:43]:<44}{row.time_us:>12.2f}{row.calls:>7.0f}{100 * row.share:>7.1f}%")
+    lines.append("=== End Profile ===")
     return "\n".join(lines)
-
-
-def bench_variants(artifact_dirs: dict[str, Path], data: np.ndarray, **options: Any) -> dict[str, BenchResult]:
-    """Benchmark several artifacts of one model on the same input, one after another.
-
-    ONNX Runtime is timed once, with the first variant, so the reference latency costs its time
-    once; every variant still gets its own max |TVM - ORT|.
-    """
-    results = {}
-    for position, (variant, directory) in enumerate(artifact_dirs.items()):
-        print(f">> bench {variant}: {directory}", flush=True)
-        results[variant] = run_bench(Path(directory), data, time_onnxruntime=position == 0, **options)
-        print(format_report(results[variant]), flush=True)
-    return results

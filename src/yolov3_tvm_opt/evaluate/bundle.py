@@ -44,10 +44,10 @@ from ..models import darknet_cfg
 from ..models.onnx_info import metadata
 from ..models.sources import default_cache_dir
 from ..runtime import Artifact, load_artifact
-from .bench import onnxruntime_session
 from .bundle_check import BUNDLE_FILE, REFERENCE_DETECTIONS, reference_sample_rows
 from .detect import detections_for, save_detections, scale_pixels
 from .images import load_image, pixels_nchw
+from .peers import REFERENCE, PeerInput, onnxruntime_system
 
 FFI_PACKAGE = "apache-tvm-ffi"
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12")
@@ -58,7 +58,8 @@ PURE_PYTHON_DEPENDENCIES = ("typing_extensions", "cloudpickle")
 _OUR_MODULES = (  # the runtime side of this package, relative to its root
     "__init__.py", "bundle_main.py", "core", "runtime",
     "models/__init__.py", "models/darknet_cfg.py",
-    "evaluate/__init__.py", "evaluate/bench.py", "evaluate/detect.py", "evaluate/bundle_check.py",
+    "evaluate/__init__.py", "evaluate/bench.py", "evaluate/peers.py", "evaluate/stats.py", "evaluate/detect.py",
+    "evaluate/bundle_check.py",
 )
 
 RUN_SH = """#!/usr/bin/env bash
@@ -250,8 +251,9 @@ def _copy_our_package(root: Path) -> None:
 
 def _reference(artifact: Artifact, data: np.ndarray, given: BundleInput, root: Path, vis: VisualizeOptions) -> dict[str, Any]:
     """ONNX Runtime's output on the bundle's input: a fixed sample of rows, and the decoded detections."""
-    session = onnxruntime_session(Path(artifact.meta["onnx_path"]), threads=os.cpu_count() or 1)
-    output = session.run(None, {artifact.meta["input_name"]: data})[0]
+    onnx = Path(artifact.meta["onnx_path"])
+    spec = PeerInput(onnx, artifact.meta["input_name"], data, os.cpu_count() or 1, None)
+    output = onnxruntime_system(REFERENCE, onnx, spec).outputs[0]
     rows = reference_sample_rows(output)
     np.save(root / "reference_rows.npy", rows)
     np.save(root / "reference_output_sample.npy", output[0, rows])

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import atomic_file, write_json
-from .bench import BenchResult
+from .bench import BenchRun
+from .peers import REFERENCE
+from .stats import Ratio
 
 LATENCY_FILE = "latency.json"
 PROFILE_FILE = "profile.json"
@@ -20,54 +22,66 @@ LATENCY_PLOT_FILE = "plots/latency_per_iteration.json"
 PROFILE_PLOT_FILE = "plots/profile_top_ops.json"
 
 
-def latency_metrics(results: dict[str, BenchResult]) -> dict[str, float]:
-    """The flat metrics: per-variant mean/p90, ONNX Runtime, and the ratios users compare."""
+def latency_metrics(run: BenchRun, speedup: tuple[str, str] = ("baseline", "fastscatter")) -> dict[str, float]:
+    """The flat metrics: every system's mean/p50/p90/rounds, and each ratio with its interval.
+
+    ``speedup`` is ``speedup[0]``'s time over ``speedup[1]``'s; ``<tvm>_vs_<peer>`` is TVM's time
+    over the peer's. A ratio's plain key keeps its old meaning (ratio of means); ``_median`` is
+    the median of per-round ratios and ``_ci_low``/``_ci_high`` its 95 % interval.
+    """
     metrics: dict[str, float] = {}
-    for variant, result in results.items():
-        metrics[f"{variant}_ms"] = round(result.tvm.mean_ms, 4)
-        metrics[f"{variant}_p50_ms"] = round(result.tvm.p50_ms, 4)
-        metrics[f"{variant}_p90_ms"] = round(result.tvm.p90_ms, 4)
-        metrics[f"{variant}_iters"] = result.tvm.iters
-        if result.onnxruntime is not None:
-            metrics["onnxruntime_ms"] = round(result.onnxruntime.mean_ms, 4)
-            metrics["onnxruntime_p90_ms"] = round(result.onnxruntime.p90_ms, 4)
-            metrics["onnxruntime_iters"] = result.onnxruntime.iters
-    if "baseline_ms" in metrics and "fastscatter_ms" in metrics:
-        metrics["speedup"] = round(metrics["baseline_ms"] / metrics["fastscatter_ms"], 4)
-    if "onnxruntime_ms" in metrics:
-        for variant in results:
-            metrics[f"{variant}_vs_onnxruntime"] = round(metrics[f"{variant}_ms"] / metrics["onnxruntime_ms"], 4)
-    metrics["max_abs_diff_vs_onnxruntime"] = max(r.max_abs_diff_vs_onnxruntime for r in results.values())
-    metrics["threads"] = next(iter(results.values())).threads
+    for name, stats in run.stats.items():
+        metrics[f"{name}_ms"] = round(stats.mean_ms, 4)
+        metrics[f"{name}_p50_ms"] = round(stats.p50_ms, 4)
+        metrics[f"{name}_p90_ms"] = round(stats.p90_ms, 4)
+        metrics[f"{name}_iters"] = stats.iters
+    if set(speedup) <= set(run.stats):
+        metrics.update(_ratio_keys("speedup", run.ratio(*speedup)))
+    for variant in run.tvm:
+        for peer in run.peers:
+            metrics.update(_ratio_keys(f"{variant}_vs_{peer}", run.ratio(variant, peer)))
+    metrics["max_abs_diff_vs_onnxruntime"] = max(run.max_abs_diff[name] for name in run.tvm)
+    for peer in run.peers:
+        if peer != REFERENCE:
+            metrics[f"max_abs_diff_{peer}_vs_onnxruntime"] = run.max_abs_diff[peer]
+    metrics["threads"] = run.threads
     return metrics
 
 
-def profile_tables(results: dict[str, BenchResult]) -> dict[str, list[dict[str, Any]]]:
-    """Per-op Top-K for every variant, rank first."""
+def _ratio_keys(key: str, ratio: Ratio) -> dict[str, float]:
     return {
-        variant: [
-            {"rank": rank, "op": row.name, "time_us": round(row.time_us, 2), "calls": row.calls, "share": round(row.share, 4)}
-            for rank, row in enumerate(result.profile, 1)
-        ]
-        for variant, result in results.items()
+        key: round(ratio.of_means, 4),
+        f"{key}_median": round(ratio.median, 4),
+        f"{key}_ci_low": round(ratio.ci_low, 4),
+        f"{key}_ci_high": round(ratio.ci_high, 4),
     }
 
 
-def write_bench_report(results: dict[str, BenchResult], metrics_dir: Path) -> dict[str, float]:
+def profile_tables(run: BenchRun) -> dict[str, list[dict[str, Any]]]:
+    """Per-op Top-K for every TVM variant, rank first."""
+    return {
+        variant: [
+            {"rank": rank, "op": row.name, "time_us": round(row.time_us, 2), "calls": row.calls, "share": round(row.share, 4)}
+            for rank, row in enumerate(rows, 1)
+        ]
+        for variant, rows in run.profile.items()
+    }
+
+
+def write_bench_report(run: BenchRun, metrics_dir: Path) -> dict[str, float]:
     """Write latency.json, profile.json and the two plot data files under ``metrics_dir``."""
     metrics_dir = Path(metrics_dir)
-    metrics = latency_metrics(results)
+    metrics = latency_metrics(run)
     write_json(metrics_dir / LATENCY_FILE, metrics)
-    write_json(metrics_dir / PROFILE_FILE, profile_tables(results))
-    samples = {variant: r.tvm.samples_ms for variant, r in results.items()}
-    longest = max(len(s) for s in samples.values())
+    write_json(metrics_dir / PROFILE_FILE, profile_tables(run))
     rows = [
-        {"iteration": i, **{f"{v}_ms": s[i] for v, s in samples.items() if i < len(s)}} for i in range(longest)
+        {"iteration": i, **{f"{name}_ms": stats.samples_ms[i] for name, stats in run.stats.items()}}
+        for i in range(run.rounds)
     ]
     write_json(metrics_dir / LATENCY_PLOT_FILE, rows)
     ops = [
         {"variant": variant, "op": f"{variant}: {row['op']}", "time_us": row["time_us"]}
-        for variant, table in profile_tables(results).items()
+        for variant, table in profile_tables(run).items()
         for row in table
     ]
     write_json(metrics_dir / PROFILE_PLOT_FILE, ops)
@@ -88,12 +102,10 @@ def plot_pngs(metrics_dir: Path, out_dir: Path, topk: int = 12) -> list[Path]:
     for key in sorted({k for row in rows for k in row if k.endswith("_ms")}):
         points = [(row["iteration"], row[key]) for row in rows if key in row]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key.removesuffix("_ms"))
-    if "onnxruntime_ms" in metrics:
-        ax.axhline(metrics["onnxruntime_ms"], color="grey", linestyle="--", label="onnxruntime (mean)")
-    ax.set_xlabel("iteration")
+    ax.set_xlabel("round (every system once, shuffled)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
-    ax.set_title(f"latency per iteration (speedup {metrics.get('speedup', float('nan')):.2f}x)")
+    ax.set_title(f"latency per round (speedup {metrics.get('speedup_median', metrics.get('speedup', float('nan'))):.2f}x)")
     ax.legend()
     latency_png = _save(fig, out_dir / "latency.png")
 
@@ -119,17 +131,32 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def summary_table(metrics: dict[str, float]) -> str:
-    """The short table ``make bench`` ends with: variant, mean, p90, iterations, vs ORT, speedup."""
-    lines = [f"{'variant':<13}{'mean ms':>11}{'p90 ms':>11}{'iters':>7}{'vs ORT':>9}"]
-    for variant in ("baseline", "fastscatter", "onnxruntime"):
-        if f"{variant}_ms" not in metrics:
-            continue
-        ratio = metrics.get(f"{variant}_vs_onnxruntime", 1.0 if variant == "onnxruntime" else float("nan"))
+    """What ``make bench`` ends with: each system's latency, then each ratio with its 95 % interval.
+
+    Reads only the metrics file, so it also prints older files (their ratios lack intervals).
+    """
+    systems = [key.removesuffix("_iters") for key in metrics if key.endswith("_iters")]
+    lines = [f"{'system':<22}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'rounds':>8}"]
+    for name in systems:
+        p50 = metrics.get(f"{name}_p50_ms", float("nan"))
         lines.append(
-            f"{variant:<13}{metrics[f'{variant}_ms']:>11.3f}{metrics[f'{variant}_p90_ms']:>11.3f}"
-            f"{int(metrics[f'{variant}_iters']):>7}{ratio:>8.2f}x"
+            f"{name:<22}{metrics[f'{name}_ms']:>10.3f}{p50:>10.3f}{metrics[f'{name}_p90_ms']:>10.3f}"
+            f"{int(metrics[f'{name}_iters']):>8}"
         )
-    if "speedup" in metrics:
-        lines.append(f"speedup (baseline / fastscatter): {metrics['speedup']:.2f}x")
+    lines.append("ratios (time / time; median of per-round ratios [95% CI]; ratio of means):")
+    ratios = ["speedup"] if "speedup" in metrics else []
+    ratios += [key for key in metrics if "_vs_" in key and not key.startswith("max_abs_diff")
+               and not key.endswith(("_median", "_ci_low", "_ci_high"))]
+    for key in ratios:
+        if f"{key}_median" in metrics:
+            lines.append(
+                f"{key} {metrics[f'{key}_median']:.2f}x [{metrics[f'{key}_ci_low']:.2f}, {metrics[f'{key}_ci_high']:.2f}]"
+                f"  (means {metrics[key]:.2f}x)"
+            )
+        else:
+            lines.append(f"{key} {metrics[key]:.2f}x  (ratio of means)")
     lines.append(f"max |TVM - ORT|: {metrics['max_abs_diff_vs_onnxruntime']:.3g}")
+    for key in metrics:
+        if key.startswith("max_abs_diff_") and key != "max_abs_diff_vs_onnxruntime":
+            lines.append(f"max |{key.removeprefix('max_abs_diff_').removesuffix('_vs_onnxruntime')} - ORT|: {metrics[key]:.3g}")
     return "\n".join(lines)

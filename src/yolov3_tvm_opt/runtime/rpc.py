@@ -11,6 +11,7 @@ whatever native code it is sent, without authentication, so trackers and servers
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -86,15 +87,14 @@ def load_remote(session: Any, artifact: Artifact) -> LoadedModel:
     return LoadedModel(artifact, vm, dev)
 
 
-def remote_latencies_ms(model: LoadedModel, data: np.ndarray, iters: int, warmup: int) -> list[float]:
-    """Per-inference times measured on the server by TVM's time_evaluator, so no network time is counted.
+def remote_timer(model: LoadedModel, data: np.ndarray) -> Callable[[], float]:
+    """A call that runs one inference on the server and returns its milliseconds on the server's clock.
 
-    The inputs are bound to a saved closure first (``save_function``) so each timed call is the
-    inference alone, with the device synchronised after it as the local runner does.
+    TVM's time_evaluator measures there, so no network time is counted. The input is bound to a
+    saved closure first (``save_function``) so each timed call is the inference alone, with the
+    device synchronised after it as the local runner does.
     """
     on_device = tvm.runtime.tensor(data, model.device)
     model.vm.save_function("main", "main_bound", on_device)
-    for _ in range(warmup):
-        model.vm["main_bound"]()
-    timer = model.vm.time_evaluator("main_bound", model.device, number=1, repeat=iters)
-    return [1000.0 * seconds for seconds in timer().results]
+    timer = model.vm.time_evaluator("main_bound", model.device, number=1, repeat=1)
+    return lambda: 1000.0 * float(timer().results[0])
