@@ -45,6 +45,18 @@ def test_aa_check_times_an_artifact_against_its_copy(tiny_artifacts, tmp_path):
     assert set(saved["stats"]) == {"baseline", "baseline_copy", "onnxruntime"} and saved["stats"]["baseline"]["iters"] == 4
 
 
+def test_several_artifacts_are_timed_in_the_same_rounds(tiny_artifacts, tmp_path):
+    result = tmp_path / "both.json"
+    proc = cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--artifact_dir", str(tiny_artifacts["fastscatter"]),
+               "--iters", "3", "--warmup", "1", "--threads", "2", "--json", str(result))
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("speedup baseline / fastscatter ") and "x [" in line for line in proc.stdout.splitlines())
+    stats = json.loads(result.read_text())["stats"]
+    assert set(stats) == {"baseline", "fastscatter", "onnxruntime"} and {s["iters"] for s in stats.values()} == {3}
+    proc = cli("bench", "--aa", "--artifact_dir", str(tiny_artifacts["baseline"]), "--artifact_dir", str(tiny_artifacts["fastscatter"]))
+    _one_line_error(proc, "--aa")
+
+
 def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

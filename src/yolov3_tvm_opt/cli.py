@@ -136,14 +136,17 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         if not args.key:
             raise UserError("--runner rpc needs --key, the key your rpc_servers registered with")
         rpc = RemoteDevice(*_tracker(args), args.key, TuneOptions.rpc_timeout_s)
-    artifact = load_artifact(Path(args.artifact_dir))
+    if args.aa and len(args.artifact_dir) > 1:
+        raise UserError("--aa times one artifact against a copy of itself; pass a single --artifact_dir")
+    artifact = load_artifact(Path(args.artifact_dir[0]))
     meta, name = artifact.meta, artifact.variant
+    others = _named_dirs(args.artifact_dir[1:], taken={name})
     image_path = Path(args.image) if args.image else None
     data, image = model_input(
         meta["input_shape"], meta["input_dtype"], image_path, args.input_scale, args.seed, letterbox=args.letterbox
     )
-    with artifact_copy(Path(args.artifact_dir)) if args.aa else nullcontext() as copy:
-        dirs = {name: Path(args.artifact_dir), **({f"{name}_copy": copy} if copy else {})}
+    with artifact_copy(Path(args.artifact_dir[0])) if args.aa else nullcontext() as copy:
+        dirs = {name: Path(args.artifact_dir[0]), **({f"{name}_copy": copy} if copy else {}), **others}
         run = bench_artifacts(
             dirs, data, onnx_path=Path(args.onnx) if args.onnx else None, device=args.device, iters=args.iters,
             warmup=args.warmup, max_seconds=args.max_seconds, threads=args.threads, seed=args.seed,
@@ -158,6 +161,9 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     if args.aa:
         verdict = "contains" if run.ratio(name, f"{name}_copy").contains(1.0) else "does NOT contain"
         print(f"A/A check: speedup is {name} / its copy; its interval {verdict} 1.00")
+    for other in others:
+        ratio = run.ratio(name, other)
+        print(f"speedup {name} / {other} {ratio.median:.2f}x [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]  (means {ratio.of_means:.2f}x)")
     print(f"avg latency (ms): {run.stats[name].mean_ms:.4f}")
     outputs = run.outputs[name]
     if args.save_outputs:
@@ -179,6 +185,18 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         if args.save_vis:
             draw_detections(image, dets, Path(args.save_vis))
             print(f"saved visualisation to {args.save_vis}")
+
+
+def _named_dirs(directories: list[str], taken: set[str]) -> dict[str, Path]:
+    """Extra artifacts to time in the same rounds, named after their directories (made unique)."""
+    named: dict[str, Path] = {}
+    for directory in directories:
+        base = Path(directory).name or "artifact"
+        name, n = base, 2
+        while name in taken or name in named:
+            name, n = f"{base}_{n}", n + 1
+        named[name] = Path(directory)
+    return named
 
 
 def _cmd_compare_dets(args: argparse.Namespace) -> None:
@@ -297,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed, vis = SEED_BENCH, VisualizeOptions()
     bench = sub.add_parser("bench", help="latency (vs ONNX Runtime), per-op profile, detections")
-    bench.add_argument("--artifact_dir", required=True)
+    bench.add_argument("--artifact_dir", action="append", required=True,
+                       help="the artifact to bench; repeat to time others (e.g. another precision) in the same rounds")
     bench.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: the artifact's target")
     bench.add_argument("--onnx", default=None, help="ONNX for the ONNX Runtime reference (default: meta.json's onnx_path)")
     bench.add_argument("--aa", action="store_true",
