@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup photos test test-fast bench bundle metrics plots sweep clean
+.PHONY: setup photos test test-fast bench bundle gpu-bundles metrics plots sweep clean
 
 setup: $(STAMP) photos
 
@@ -43,6 +43,25 @@ bundle: setup
 	$(DVC) repro compile_baseline compile_fastscatter
 	$(BIN)/yolov3-tvm bundle --artifact_dir artifacts/baseline --artifact_dir artifacts/fastscatter --out $(BUNDLE)
 
+# The GPU check, prepared on any machine with nvcc: for yolov3-tiny 416 (real weights) and yolov3 640
+# (synthetic, regenerated on the host) one bundle each, holding baseline and fastscatter in fp32
+# (kernels launched one by one, so the per-op profile shows scatter_nd go) and in fp16 (tensor
+# cores, CUDA graphs). On the GPU host: tar xzf bundle/gpu-*.tar.gz && bash gpu-*/run.sh
+GPU_ARCH ?= sm_90
+GPU_MODELS ?= yolov3-tiny:416 yolov3:640
+gpu-bundles: setup
+	@for spec in $(GPU_MODELS); do src=$${spec%%:*}; size=$${spec##*:}; dir=build/gpu/$$src-$$size; \
+	  $(BIN)/yolov3-tvm model --source $$src --size $$size --out $$dir/model.onnx || exit 1; \
+	  for prec in fp32 fp16; do graph=$$( [ $$prec = fp32 ] && echo --no_cuda_graph ); \
+	    for variant in baseline fastscatter; do fast=$$( [ $$variant = fastscatter ] && echo --fast_scatter_nd ); \
+	      $(BIN)/yolov3-tvm compile --onnx $$dir/model.onnx --out_dir $$dir/$$variant-$$prec --target cuda \
+	        --cuda_arch $(GPU_ARCH) --precision $$prec --weights separate $$graph $$fast || exit 1; \
+	  done; done; \
+	  $(BIN)/yolov3-tvm bundle --artifact_dir $$dir/baseline-fp32 --artifact_dir $$dir/fastscatter-fp32 \
+	    --artifact_dir $$dir/baseline-fp16 --artifact_dir $$dir/fastscatter-fp16 --out bundle/gpu-$$src-$$size \
+	    --image pictures/photos/motorcycle_left.png || exit 1; \
+	done
+
 metrics: setup
 	$(DVC) metrics show
 	$(DVC) metrics diff HEAD
@@ -67,4 +86,4 @@ sweep: setup
 	$(DVC) exp show --md --only-changed --drop 'Created|State' --keep 'size|threads|_ms$$|speedup'
 
 clean:
-	rm -rf artifacts bundle models pictures/vis metrics/plots/html .pytest_cache .hypothesis
+	rm -rf artifacts bundle build models pictures/vis metrics/plots/html .pytest_cache .hypothesis

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -69,3 +70,14 @@ def test_wrong_device_kind(tiny_artifacts, tiny_cuda_artifacts):
 def test_cuda_without_gpu(tiny_cuda_artifacts):
     with pytest.raises(UserError, match="no CUDA GPU"):
         create_vm(load_artifact(tiny_cuda_artifacts["baseline"]), "cuda")
+
+
+def test_cpu_threads_and_a_quiet_pool_unless_the_user_chose_a_spin_count(monkeypatch):
+    from yolov3_tvm_opt.runtime.device import QUIET_SPIN_COUNT, set_cpu_threads
+
+    monkeypatch.delenv("TVM_THREAD_POOL_SPIN_COUNT", raising=False)
+    set_cpu_threads(3)
+    assert os.environ["TVM_NUM_THREADS"] == "3" and os.environ["TVM_THREAD_POOL_SPIN_COUNT"] == QUIET_SPIN_COUNT
+    monkeypatch.setenv("TVM_THREAD_POOL_SPIN_COUNT", "5")
+    set_cpu_threads(2)
+    assert os.environ["TVM_THREAD_POOL_SPIN_COUNT"] == "5"
