@@ -55,6 +55,7 @@ def test_several_artifacts_are_timed_in_the_same_rounds(tiny_artifacts, tmp_path
     assert set(stats) == {"baseline", "fastscatter", "onnxruntime"} and {s["iters"] for s in stats.values()} == {3}
     proc = cli("bench", "--aa", "--artifact_dir", str(tiny_artifacts["baseline"]), "--artifact_dir", str(tiny_artifacts["fastscatter"]))
     _one_line_error(proc, "--aa")
+    _one_line_error(cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--peers", "tensorrt"), "unknown peer(s) tensorrt")
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:

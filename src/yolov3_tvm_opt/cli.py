@@ -150,8 +150,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         run = bench_artifacts(
             dirs, data, onnx_path=Path(args.onnx) if args.onnx else None, device=args.device, iters=args.iters,
             warmup=args.warmup, max_seconds=args.max_seconds, threads=args.threads, seed=args.seed,
-            profile_topk=args.profile_topk if args.profile else 0, rpc=rpc,
+            profile_topk=args.profile_topk if args.profile else 0, rpc=rpc, peers=_peer_names(args.peers),
+            onnx_noscatter=Path(args.onnx_noscatter) if args.onnx_noscatter else None,
         )
+    for peer, reason in run.skipped.items():
+        print(f"skipped {peer}: {reason}")
     for note in run.profile_notes.values():
         print(note)
     if run.profile:
@@ -185,6 +188,16 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         if args.save_vis:
             draw_detections(image, dets, Path(args.save_vis))
             print(f"saved visualisation to {args.save_vis}")
+
+
+def _peer_names(text: str) -> list[str]:
+    from .evaluate.peers import PEERS, REFERENCE
+
+    names = [REFERENCE] + [name for name in text.split(",") if name and name != REFERENCE]
+    unknown = [name for name in names if name not in PEERS]
+    if unknown:
+        raise UserError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+    return names
 
 
 def _named_dirs(directories: list[str], taken: set[str]) -> dict[str, Path]:
@@ -319,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the artifact to bench; repeat to time others (e.g. another precision) in the same rounds")
     bench.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: the artifact's target")
     bench.add_argument("--onnx", default=None, help="ONNX for the ONNX Runtime reference (default: meta.json's onnx_path)")
+    bench.add_argument("--peers", default="", help="systems timed beside TVM in the same rounds, comma separated "
+                       "(onnxruntime always; also onnxruntime_noscatter, openvino_f32, openvino)")
+    bench.add_argument("--onnx_noscatter", default=None, help="the model from export-onnx (peer onnxruntime_noscatter)")
     bench.add_argument("--aa", action="store_true",
                        help="A/A check: time the artifact against a copy of itself in the same rounds (speedup should be 1.00)")
     bench.add_argument("--iters", type=int, default=seed.iters, help="rounds; each times every system once")
