@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..core.tvm_loader import load_tvm
-from .conv_packing import packable, packed_conv2d_legalization
+from .conv_packing import conv_output_hw, packable, packed_conv2d_legalization
 
 tvm = load_tvm()
 
@@ -134,8 +134,7 @@ def bf16_conv2d(
     batch, channels, height, width = (int(x) for x in data.shape)
     blocks, pairs, kh, kw, lanes, _ = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
-    out_h = (height + top + bottom - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-    out_w = (width + left + right - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+    out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
 
     def pair(n: Any, cp: Any, y: Any, x: Any) -> Any:
         iy, ix = y - top, x - left

@@ -60,6 +60,17 @@ def pack_weights_te(weight: te.Tensor, lanes: int) -> te.Tensor:
     )
 
 
+def conv_output_hw(
+    height: int, width: int, kernel: tuple[int, int], strides: tuple[int, int],
+    padding: tuple[int, int, int, int], dilation: tuple[int, int],
+) -> tuple[int, int]:
+    """Output rows and columns of a conv; ``padding`` is (top, left, bottom, right) as in Relax."""
+    top, left, bottom, right = padding
+    out_h = (height + top + bottom - (kernel[0] - 1) * dilation[0] - 1) // strides[0] + 1
+    out_w = (width + left + right - (kernel[1] - 1) * dilation[1] - 1) // strides[1] + 1
+    return out_h, out_w
+
+
 def packed_conv2d(
     data: te.Tensor,
     packed: te.Tensor,
@@ -71,8 +82,7 @@ def packed_conv2d(
     batch, _, height, width = (int(x) for x in data.shape)
     blocks, in_channels, kh, kw, lanes = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
-    out_h = (height + top + bottom - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-    out_w = (width + left + right - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+    out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
     # 1x1 convs read the input in place: a padding block of zero width would still be a copy
     padded = topi.nn.pad(data, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp") if any(padding) else data
     rc = te.reduce_axis((0, in_channels), name="rc")
