@@ -32,6 +32,8 @@ def check_precision(target_kind: str, precision: str) -> None:
             f"precision {precision!r} is not available for target {target_kind!r}; valid pairs are {pairs} "
             "(set target.precision in params.yaml or pass --precision)"
         )
+
+
 # embedded: every weight is a constant inside model.so (one file to copy). separate: the conv
 # weights go to weights.bin beside it, as ONNX holds them, so both variants share one file and a
 # deploy bundle can ship (or regenerate) them once.
