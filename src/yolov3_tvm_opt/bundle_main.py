@@ -22,7 +22,6 @@ import numpy as np
 
 from .core.errors import UserError, exit_code_of
 from .core.files import atomic_file
-from .core.weights_file import weights_bytes
 from .models import darknet_cfg
 
 EXIT_OUT_OF_TOLERANCE = 1
@@ -56,10 +55,8 @@ def regenerate_weights(root: Path) -> None:
         if target.is_file():
             continue
         print(f">> regenerating the synthetic weights (seed {recipe['seed']}) with numpy ...", flush=True)
-        cfg = darknet_cfg.yolov3_cfg(classes=recipe["classes"])
         calibration = np.load(root / "weights" / f"{manifest['sha256']}.calibration.npy")
-        named = dict(darknet_cfg.named_conv_weights(cfg, darknet_cfg.synthetic_weights(cfg, recipe["seed"], calibration)))
-        chunks, made = weights_bytes([(t["name"], named[t["name"]]) for t in manifest["tensors"]])
+        chunks, made = darknet_cfg.synthetic_weights_file(manifest, recipe["classes"], recipe["seed"], calibration)
         if made["sha256"] != manifest["sha256"]:
             raise UserError(
                 f"the regenerated weights hash to {made['sha256'][:12]}..., not {manifest['sha256'][:12]}... "

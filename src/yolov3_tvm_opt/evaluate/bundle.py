@@ -39,7 +39,6 @@ from ..core.artifact_layout import META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, atomic_file, write_json
 from ..core.options import BenchOptions, VisualizeOptions
-from ..core.weights_file import weights_bytes
 from ..models import darknet_cfg
 from ..models.onnx_info import metadata
 from ..models.sources import default_cache_dir
@@ -128,17 +127,16 @@ def _synthetic_recipe(artifact: Artifact) -> dict[str, Any] | None:
     if not note.startswith(darknet_cfg.SYNTHETIC_NOTE) or props.get("source") != "yolov3 darknet cfg":
         return None
     seed = int(note.rsplit("seed", 1)[1].strip(" )"))
-    cfg = darknet_cfg.yolov3_cfg(classes=len(artifact.meta["class_names"]))
-    calibration = darknet_cfg.synthetic_calibration(cfg, seed)
-    named = dict(darknet_cfg.named_conv_weights(cfg, darknet_cfg.synthetic_weights(cfg, seed, calibration)))
+    classes = len(artifact.meta["class_names"])
+    calibration = darknet_cfg.synthetic_calibration(darknet_cfg.yolov3_cfg(classes=classes), seed)
     manifest = artifact.meta["weights"]
     try:
-        _, regenerated = weights_bytes([(t["name"], named[t["name"]]) for t in manifest["tensors"]])
+        _, regenerated = darknet_cfg.synthetic_weights_file(manifest, classes, seed, calibration)
     except KeyError:
         return None
     if regenerated["sha256"] != manifest["sha256"]:
         return None
-    return {"generator": "yolov3", "classes": len(artifact.meta["class_names"]), "seed": seed, "calibration": calibration}
+    return {"generator": "yolov3", "classes": classes, "seed": seed, "calibration": calibration}
 
 
 def _copy_weights(artifact: Artifact, root: Path, seen: dict[str, str]) -> str:

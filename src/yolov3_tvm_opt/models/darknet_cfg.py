@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.errors import UserError
+from ..core.weights_file import weights_bytes
 
 LEAKY_SLOPE = 0.1
 # Batch norm is folded as gamma / sqrt(var + BN_EPS). Darknet divides by sqrt(var) + 1e-6 instead;
@@ -403,6 +405,20 @@ def synthetic_weights(cfg_text: str, seed: int = 0, calibration: np.ndarray | No
         pos += layer.channels + 1
         chunks += _scaled(layers, layer, next(draws), mean, var)[0]
     return np.concatenate(chunks).tobytes()
+
+
+def synthetic_weights_file(
+    manifest: dict[str, Any], classes: int, seed: int, calibration: np.ndarray
+) -> tuple[list[bytes], dict[str, Any]]:
+    """Synthetic YOLOv3's weights laid out as ``manifest`` lists them (``core.weights_file``), and their record.
+
+    The build machine calls it to prove a seed regenerates the shipped file, and a deploy host to
+    write that file; both compare the record's sha256 with the manifest's. A tensor the manifest
+    lists and YOLOv3 lacks raises KeyError.
+    """
+    cfg = yolov3_cfg(classes=classes)
+    named = dict(named_conv_weights(cfg, synthetic_weights(cfg, seed, calibration)))
+    return weights_bytes([(t["name"], named[t["name"]]) for t in manifest["tensors"]])
 
 
 def yolov3_cfg(classes: int = 80) -> str:
