@@ -20,7 +20,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.options import AccuracyOptions
 from ..runtime import create_vm, load_artifact
-from .detect import Detection, detections_for
+from .detect import Detection, detections_for, iou
 from .images import model_input
 from .photos import list_photos
 
@@ -89,18 +89,6 @@ class AccuracyResult:
             f"max score diff {self.max_score_diff:.3g}"
         )
         return "\n".join(lines)
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each row of ``boxes``."""
-    if len(boxes) == 0:
-        return np.zeros(0)
-    lo = np.maximum(box[:2], boxes[:, :2])
-    hi = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / np.maximum(area + areas - inter, 1e-12)
 
 
 def unmatched_boxes(reported: list[Detection], pool: list[Detection], match_iou: float, reported_by: str) -> list[Unmatched]:

@@ -66,21 +66,24 @@ def nms(
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    sides = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None)
-    areas = sides[:, 0] * sides[:, 1]
     limit = len(order) if max_keep is None else max_keep
     keep: list[int] = []
     while order.size and len(keep) < limit:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
-        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
-        overlap = np.clip(bottom_right - top_left, 0, None)
-        inter = overlap[:, 0] * overlap[:, 1]
-        union = areas[best] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_thresh]
+        order = rest[iou(boxes[best], boxes[rest]) <= iou_thresh]
     return np.asarray(keep, dtype=np.int64)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each row of ``boxes`` (0 where the union is empty)."""
+    box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    overlap = np.clip(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0, None)
+    inter = overlap[:, 0] * overlap[:, 1]
+    area = np.prod(np.clip(box[2:] - box[:2], 0, None))
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    union = area + areas - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 # decode's `nms` flag shadows the function's name inside decode.
