@@ -134,6 +134,10 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
         raise UserError(f"exec_mode {options.exec_mode!r} is unknown; use bytecode or compiled")
     if options.weights not in WEIGHTS_MODES:
         raise UserError(f"weights {options.weights!r} is unknown; use {' or '.join(WEIGHTS_MODES)}")
+    if options.weights == "separate" and options.target.precision == "bf16":
+        # bf16 convs pack constant weights at compile time; weights given at run time would get the
+        # fp32 kernels, and meta.json would claim bf16
+        raise UserError("bf16 builds keep their weights in model.so; drop --weights separate, or build fp32")
     started = time.perf_counter()
     with interrupt_between_steps() as checkpoint:
         weights = []
