@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from yolov3_tvm_opt.cli import build_parser, main
@@ -19,15 +20,17 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_tiny_finds_the_motorbike(tiny416_artifact, photos, tmp_path):
-    dets, vis = tmp_path / "d.json", tmp_path / "v.jpg"
+    dets, vis, raw = tmp_path / "d.json", tmp_path / "v.jpg", tmp_path / "o.npz"
     proc = cli(
         "bench", "--artifact_dir", str(tiny416_artifact), "--device", "cpu",
         "--image", str(photos["motorcycle_left"]), "--input_scale", "0.0039215686",
         "--iters", "1", "--warmup", "0", "--letterbox", "--nms", "--nms_iou", "0.45", "--score_thresh", "0.25",
-        "--save_dets", str(dets), "--save_vis", str(vis),
+        "--save_dets", str(dets), "--save_vis", str(vis), "--save_outputs", str(raw),
     )
     assert proc.returncode == 0, proc.stderr
     assert "avg latency (ms):" in proc.stdout
+    with np.load(raw) as saved:
+        assert list(saved) == ["output0"] and saved["output0"].shape[-1] == 85
     found = json.loads(dets.read_text())
     assert found and set(found[0]) == {"class_id", "class_name", "score", "box_xyxy"}
     assert "motorbike" in {d["class_name"] for d in found}
