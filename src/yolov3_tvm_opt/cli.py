@@ -400,6 +400,7 @@ def _add_accuracy_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolov3-tvm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    pipeline = BenchOptions()  # bundle and compare-dets feed the model as the pipeline does
 
     def command(name: str, func: Callable[[argparse.Namespace], None], summary: str) -> argparse.ArgumentParser:
         child = sub.add_parser(name, help=summary)
@@ -439,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle = command("bundle", _cmd_bundle, "artifacts + runtime-only TVM + reference, runnable with `bash run.sh` on a bare host")
     bundle.add_argument("--artifact_dir", action="append", required=True, help="an artifact to ship (repeat for each variant)")
     bundle.add_argument("--out", required=True, help="bundle directory; OUT.tar.gz is written beside it")
-    _add_input_flags(bundle, BenchOptions())
+    _add_input_flags(bundle, pipeline)
 
     curve_defaults = CurveOptions()
     curve = command("curve", _cmd_curve, "latency vs tuning trials (llvm), from one tuning database")
@@ -455,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference", required=True, help="artifact directory of the reference (fp32) build")
     compare.add_argument("--candidate", required=True, help="artifact directory of the build under test (bf16, fp16)")
     compare.add_argument("--images", default=VisualizeOptions.images, help="every .jpg/.jpeg/.png here is compared")
-    _add_input_flags(compare, BenchOptions(), image=False)
+    _add_input_flags(compare, pipeline, image=False)
     _add_accuracy_flags(compare)
     compare.add_argument("--json", default=None, help="write the per-photo result here")
 
