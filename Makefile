@@ -19,6 +19,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@# the lock must satisfy what pyproject.toml declares (--no-deps above checks nothing)
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 photos: $(STAMP)
