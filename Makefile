@@ -23,8 +23,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
+# the pipeline's photos stage, so that the photos `make gpu-bundles` and `make sweep` use exist too
 photos: $(STAMP)
-	@$(BIN)/yolov3-tvm photos --out pictures/photos
+	@$(DVC) repro photos
 
 test: setup
 	$(BIN)/python -m pytest -q
