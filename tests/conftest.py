@@ -89,6 +89,42 @@ def tiny416_artifact(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def conv_onnx(tmp_path_factory) -> Path:
+    """A 3x3 conv + relu on a 3-channel 16x16 image: one tuning task, so tuning takes seconds."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [weight],
+    )
+    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
+    """A real MetaSchedule run on ``conv_onnx`` (4 trials, seeded with our default schedule), for 2 threads."""
+    from yolov3_tvm_opt.compiler.tune import tune_model
+    from yolov3_tvm_opt.core.options import TuneOptions
+
+    out = tmp_path_factory.mktemp("tuning") / "db"
+    trials = TuneOptions(enabled=True, trials=4, trials_per_iter=4)
+    summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), trials).summary
+    assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
+    assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
+    return out
+
+
+@pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> dict[str, Path]:
     paths = install_sample_photos(tmp_path_factory.mktemp("photos"))
     return {p.stem: p for p in paths}

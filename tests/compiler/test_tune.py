@@ -1,6 +1,7 @@
 """MetaSchedule tuning: records are applied, the target is checked, RPC measurement works.
 
-A one-conv model keeps tuning to seconds; the RPC test starts TVM's own tracker and server on
+A one-conv model (conftest's ``conv_onnx``, tuned once per session as ``tuned_dir``) keeps
+tuning to seconds; the RPC test starts TVM's own tracker and server on
 127.0.0.1 and tunes through them.
 """
 
@@ -13,9 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.tune import tune_model
@@ -26,35 +25,6 @@ from yolov3_tvm_opt.runtime import create_vm, load_artifact
 from yolov3_tvm_opt.runtime.rpc import check_tracker
 
 tvm = load_tvm()
-
-TRIALS = TuneOptions(enabled=True, trials=4, trials_per_iter=4)
-
-
-@pytest.fixture(scope="module")
-def conv_onnx(tmp_path_factory) -> Path:
-    """A 3x3 conv + relu on a 3-channel 16x16 image: one tuning task."""
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32), "w")
-    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])]
-    graph = helper.make_graph(
-        nodes,
-        "conv",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])],
-        [weight],
-    )
-    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tuning") / "db"
-    summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), TRIALS).summary
-    assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
-    assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
-    return out
 
 
 @pytest.mark.slow
