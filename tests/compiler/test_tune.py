@@ -8,7 +8,9 @@ tuning to seconds; the RPC test starts TVM's own tracker and server on
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -112,7 +114,7 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path, rpc_tracker,
     server = subprocess.Popen(
         [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu",
          "--host", "127.0.0.1", "--port", str(server_port), "--port-end", str(server_port + 10), "--no-fork"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         rpc_tracker.wait_for_key("test-cpu", 30)
@@ -121,7 +123,7 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path, rpc_tracker,
         assert summary["runner"] == "rpc" and summary["records"] > 0
         assert json.loads((tmp_path / "db" / "summary.json").read_text())["measured_trials"] >= 1
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the server runs in a popen worker of its own: stop both
         server.wait(timeout=30)
 
 
