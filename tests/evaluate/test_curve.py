@@ -11,7 +11,9 @@ import json
 import pytest
 
 from yolov3_tvm_opt.cli import main
+from yolov3_tvm_opt.compiler.tune import tune_model
 from yolov3_tvm_opt.compiler.tuning_db import RECORDS_FILE, load_summary
+from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions, TuneOptions
 
 
 @pytest.mark.slow
@@ -34,9 +36,14 @@ def test_curve_compiles_and_benches_each_budget_of_one_tuning_run(conv_onnx, tun
     assert f"wrote {out} and {png}" in capsys.readouterr().out
 
 
-def test_curve_on_a_directory_that_is_not_a_tuning_database_is_one_line(conv_onnx, tmp_path, capsys):
-    code = main(["curve", "--onnx", str(conv_onnx), "--tuning_dir", str(tmp_path), "--out", str(tmp_path / "c.json"),
+@pytest.mark.parametrize("trials", [None, 0], ids=["not_a_database", "untuned"])
+def test_curve_without_a_tuning_run_is_one_line(trials, conv_onnx, tmp_path, capsys):
+    tuning = tmp_path / "tuning"
+    if trials is not None:  # what the tune stage writes with tune.enabled: false
+        tune_model(conv_onnx, tuning, CompileOptions(target=TargetOptions(cpu_threads=2)), TuneOptions(trials=trials))
+    code = main(["curve", "--onnx", str(conv_onnx), "--tuning_dir", str(tuning), "--out", str(tmp_path / "c.json"),
                  "--png", str(tmp_path / "c.png")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and "not a tuning directory" in err and err.count("\n") == 1
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert ("not a tuning directory" if trials is None else "holds no tuning run") in err
     assert not (tmp_path / "c.json").exists() and not (tmp_path / "c.png").exists()

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..compiler.compile import compile_onnx
 from ..compiler.tuning_db import load_summary, truncated_database
+from ..core.errors import UserError
 from ..core.files import atomic_file, write_json
 from ..core.options import CompileOptions
 from .bench import bench_artifacts
@@ -39,7 +40,11 @@ def tuning_curve(
     max_seconds: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Compile and bench at each trial budget in ``points``; one row per budget."""
-    load_summary(tuning_dir)  # a directory that is not a tuning database: one line, before any compile
+    if not load_summary(tuning_dir).get("trials"):  # checked before the first compile
+        raise UserError(
+            f"{tuning_dir} holds no tuning run (tuning was disabled or had 0 trials), so there is no curve to cut; "
+            "tune first: tune.enabled: true and dvc repro tune, or yolov3-tvm compile --tune"
+        )
     rows = []
     for budget in points:
         with tempfile.TemporaryDirectory(prefix="yolov3-tvm-curve-") as tmp:
