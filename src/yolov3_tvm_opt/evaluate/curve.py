@@ -2,9 +2,8 @@
 
 One long tuning run is cut at each budget (``tuning_db.truncated_database``), compiled with that
 prefix of the database and benchmarked against ONNX Runtime in interleaved rounds, so every point
-of the curve is a same-run ratio. How long the full tuning run took is not here: the tune stage
-writes it to ``metrics/tune.json`` (the tuning directory holds nothing that changes between
-identical runs, so the compiles that depend on it stay cached).
+of the curve is a same-run ratio. How long the full tuning run took is in ``metrics/tune.json``
+(the tune stage's report, kept out of the tuning directory that the compiles depend on), not here.
 
 No DVC stage runs this: each point is a full compile, and the input is a long MetaSchedule run
 that the pipeline does not make by default (``tune.enabled: false``). Run it by hand on a tuning
