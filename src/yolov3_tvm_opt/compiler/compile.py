@@ -147,6 +147,8 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
         precision = options.target.precision
         mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules, precision)
         checkpoint()
+        # the longest step follows; Ctrl-C from here on ends at the next checkpoint, with no artifact
+        print(f"[compile] building {options.variant} for {options.target.kind}", flush=True)
         cuda = options.target.kind == "cuda"
         gemms = conv_gemm_extents(mod) if cuda else {}
         with build_context(target, options.target.cuda_graph):
