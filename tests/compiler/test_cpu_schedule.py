@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import RECORD_MCPU, SUITE_MCPU
+from conftest import RECORD_MCPU, SUITE_MCPU, needs_bf16
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
-from yolov3_tvm_opt.compiler.precision import has_bf16_dot_product
 from yolov3_tvm_opt.compiler.target import make_target
 from yolov3_tvm_opt.core.options import BenchOptions, CompileOptions, TargetOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
@@ -125,17 +124,14 @@ def output_digests(artifact_dir: Path, photo: Path) -> dict[str, str]:
         "yolov3-tiny-96-fp32",
         "yolov3-64-fp32",
         "yolov3-tiny-416-fp32",
-        "yolov3-tiny-96-bf16",
-        pytest.param("yolov3-64-bf16", marks=pytest.mark.slow),  # a build of its own, ~25 s
-        pytest.param("yolov3-tiny-416-bf16", marks=pytest.mark.slow),  # shared with the slow bf16 accuracy test
+        pytest.param("yolov3-tiny-96-bf16", marks=needs_bf16),
+        pytest.param("yolov3-64-bf16", marks=[needs_bf16, pytest.mark.slow]),  # a build of its own, ~25 s
+        pytest.param("yolov3-tiny-416-bf16", marks=[needs_bf16, pytest.mark.slow]),  # shared with the bf16 accuracy test
     ],
 )
 def test_outputs_are_bit_identical_to_the_record(case, request, photos, tmp_path):
     """Whole models through every rule: fp32 and bf16 outputs equal the bits recorded before the rules."""
     precision = case.rsplit("-", 1)[1]
-    native = make_target(TargetOptions(mcpu="native"))
-    if precision == "bf16" and not has_bf16_dot_product(native):
-        pytest.skip("this CPU lacks avx512_bf16 (vdpbf16ps), so bf16 builds cannot run here")
     if SUITE_MCPU != RECORD["mcpu"]:
         pytest.skip(f"this CPU cannot run code built for {RECORD_MCPU}, the CPU the record was built for")
     if case in SHARED_BUILDS:
