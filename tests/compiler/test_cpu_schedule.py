@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import RECORD_MCPU, SUITE_MCPU, needs_bf16
+from conftest import SUITE_MCPU, needs_bf16
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
@@ -133,7 +133,7 @@ def test_outputs_are_bit_identical_to_the_record(case, request, photos, tmp_path
     """Whole models through every rule: fp32 and bf16 outputs equal the bits recorded before the rules."""
     precision = case.rsplit("-", 1)[1]
     if SUITE_MCPU != RECORD["mcpu"]:
-        pytest.skip(f"this CPU cannot run code built for {RECORD_MCPU}, the CPU the record was built for")
+        pytest.skip(f"this CPU cannot run code built for {RECORD['mcpu']}, the CPU the record was built for")
     if case in SHARED_BUILDS:
         built = request.getfixturevalue(SHARED_BUILDS[case])
         artifact = built["fastscatter"] if isinstance(built, dict) else built
