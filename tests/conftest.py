@@ -21,10 +21,39 @@ import pytest
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
+from yolov3_tvm_opt.core.tvm_loader import load_tvm
 from yolov3_tvm_opt.evaluate.photos import install_sample_photos
 from yolov3_tvm_opt.models.sources import build_model
 
 TINY_SIZE = 96
+
+# Vector ISA extensions, by LLVM's feature names: what code generation emits on its own. Tuning
+# flags and AMD's SSE4A / CLZERO / MWAITX (never emitted unasked) do not decide where code runs.
+_VECTOR_ISA = ("avx", "fma", "f16c", "bmi", "gfni", "vaes", "vpclmulqdq")
+
+
+def runs_here(mcpu: str) -> bool:
+    """Whether this machine can run llvm code built for ``mcpu``: it has all of that CPU's vector ISA."""
+    tvm = load_tvm()
+    codegen = tvm.target.codegen
+
+    def features(cpu: str) -> set[str]:
+        return set(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
+
+    return {f for f in features(mcpu) if f.startswith(_VECTOR_ISA)} <= features(codegen.llvm_get_system_cpu())
+
+
+# The CPU the suite's llvm artifacts are built for. Fixed, so their outputs can be compared bit
+# for bit with the record in tests/compiler/data (cpu_schedule's rules) on any vendor's CPU:
+# znver4 has AVX-512 and avx512_bf16, and its code runs on Intel Sapphire / Emerald Rapids too.
+# Where it cannot run, the machine's own CPU (and the record's tests skip).
+RECORD_MCPU = "znver4"
+SUITE_MCPU = RECORD_MCPU if runs_here(RECORD_MCPU) else "native"
+# bf16 builds are refused where vdpbf16ps does not pay (Intel), so they are built for znver4 and
+# run where this CPU runs its code, e.g. on Intel Sapphire / Emerald Rapids
+needs_bf16 = pytest.mark.skipif(
+    SUITE_MCPU != RECORD_MCPU, reason=f"this CPU lacks avx512_bf16 or cannot run {RECORD_MCPU} code, which bf16 tests build for"
+)
 
 
 # Set in this process before any test runs, so every process the suite starts inherits it:
@@ -107,18 +136,20 @@ def yolov3_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm"), kind="llvm", cpu_threads=2)
+    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm"), kind="llvm", cpu_threads=2, mcpu=SUITE_MCPU)
 
 
 @pytest.fixture(scope="session")
 def yolov3_artifacts(yolov3_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), kind="llvm", cpu_threads=2)
+    return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), kind="llvm", cpu_threads=2, mcpu=SUITE_MCPU)
 
 
 @pytest.fixture(scope="session")
 def tiny_separate_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
     """The tiny pair built with --weights separate (the form a deploy bundle ships)."""
-    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm_separate"), weights="separate", kind="llvm", cpu_threads=2)
+    return _compile_both(
+        tiny_onnx, tmp_path_factory.mktemp("tiny_llvm_separate"), weights="separate", kind="llvm", cpu_threads=2, mcpu=SUITE_MCPU
+    )
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +162,7 @@ def tiny416_artifact(tmp_path_factory) -> Path:
     """The real detector at the size its weights were trained for (for the motorbike test)."""
     root = tmp_path_factory.mktemp("tiny416")
     build_model("yolov3-tiny", 416, root / "tiny416.onnx")
-    compile_onnx(root / "tiny416.onnx", root / "artifact", CompileOptions(target=TargetOptions(cpu_threads=2), fast_scatter_nd=True))
+    compile_onnx(root / "tiny416.onnx", root / "artifact", CompileOptions(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU), fast_scatter_nd=True))
     return root / "artifact"
 
 
@@ -168,6 +199,15 @@ def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
     summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), trials).summary
     assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
     assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny416_bf16_artifact(tiny416_artifact, tmp_path_factory) -> Path:
+    """``tiny416_artifact`` built with precision bf16 (vdpbf16ps convs); the tests using it skip without avx512_bf16."""
+    out = tmp_path_factory.mktemp("tiny416_bf16") / "artifact"
+    onnx_path = tiny416_artifact.parent / "tiny416.onnx"
+    compile_onnx(onnx_path, out, CompileOptions(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision="bf16"), fast_scatter_nd=True))
     return out
 
 

@@ -37,6 +37,7 @@ from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx, import_onnx_separate
 from .kernels import conv_gemm_extents, kernel_classes
 from .pipeline import build_context, lower_pipeline, optimize
+from .precision import bf16_kernel
 from .target import make_target
 from .tuning_db import load_summary
 
@@ -161,6 +162,8 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 source = cuda_source(executable)
                 (tmp / CUDA_SOURCE_FILE).write_text(source)
                 extra = {"cuda_graph": options.target.cuda_graph, "conv_kernels": conv_kernel_report(source, gemms)}
+            if options.target.kind == "llvm" and precision == "bf16":
+                extra["bf16_kernel"] = bf16_kernel(target)
             if weights:
                 extra["weights"] = write_weights(tmp / WEIGHTS_FILE, [(w.name, w.array) for w in weights])
             meta = {
