@@ -64,8 +64,8 @@ def _cmd_model(args: argparse.Namespace) -> None:
 def _cmd_export_onnx(args: argparse.Namespace) -> None:
     from .models.onnx_export import export_noscatter
 
-    report = export_noscatter(Path(args.onnx), Path(args.out))
-    if not report.rewritten and not report.kept:
+    report = export_noscatter(Path(args.onnx), Path(args.out), args.size)
+    if not report.rewritten and not report.kept and not report.folded and args.size is None:
         print(f"no ScatterND in {args.onnx}: nothing to rewrite, copied it unchanged to {args.out}")
     else:
         print(f"wrote {args.out}: {report.summary()}")
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-onnx", help="rewrite provably dense ScatterND to Slice + Concat, for any runtime")
     export.add_argument("--onnx", required=True, help="the model to rewrite")
     export.add_argument("--out", required=True, help="where the ScatterND-free model goes (written atomically)")
+    export.add_argument("--size", type=int, default=None,
+                        help="fix a dynamic image input to size x size first (its Shape-computed grids then fold)")
     export.set_defaults(func=_cmd_export_onnx)
 
     tune = TuneOptions()

@@ -89,6 +89,30 @@ def read_input_spec(onnx_path: Path, size: int | None = None) -> InputSpec:
     return input_spec(load_onnx(Path(onnx_path), load_external_data=False), size, onnx_path)
 
 
+def pin_input(model: onnx.ModelProto, size: int | None, where: Path | str) -> onnx.ModelProto:
+    """A copy of ``model`` with its image input's dynamic dims fixed (``static_shape``) and shapes re-inferred.
+
+    A dynamic-axes export computes its grids from ``Shape`` nodes; once the input is static,
+    shape inference pins those and constant folding can remove them.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    vi = image_input(out, where)
+    shape = static_shape(vi, size, where)
+    for dim, value in zip(vi.type.tensor_type.shape.dim, shape):
+        dim.Clear()
+        dim.dim_value = value
+    # Shapes inferred for the dynamic input would now contradict it: drop them and infer afresh.
+    del out.graph.value_info[:]
+    for output in out.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    try:
+        return onnx.shape_inference.infer_shapes(out, data_prop=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise UserError(f"the ONNX {where} does not take a {list(shape)} input ({exc}); "
+                        "pick the size it was exported for") from None
+
+
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 

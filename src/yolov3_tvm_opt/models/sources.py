@@ -32,6 +32,7 @@ from .onnx_info import (
     input_spec,
     load_onnx,
     metadata,
+    pin_input,
     static_shape,
 )
 
@@ -134,18 +135,7 @@ def _fix_user_model(path: Path, size: int) -> onnx.ModelProto:
             f"the ONNX {path} input {vi.name!r} is fixed at {list(shape)}, not [1, 3, {size}, {size}]; "
             f"set the size to match or re-export it with a dynamic or matching input"
         )
-    for dim, value in zip(vi.type.tensor_type.shape.dim, shape):
-        dim.Clear()
-        dim.dim_value = value
-    # Shapes inferred for the dynamic input would now contradict it: drop them and infer afresh.
-    del model.graph.value_info[:]
-    for out in model.graph.output:
-        out.type.tensor_type.ClearField("shape")
-    try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except onnx.shape_inference.InferenceError as exc:
-        raise UserError(f"the ONNX {path} does not take a [1, 3, {size}, {size}] input ({exc}); "
-                        "pick the size it was exported for") from None
+    return pin_input(model, size, path)
 
 
 def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None, seed: int = 0) -> ModelInfo:
