@@ -58,7 +58,7 @@ def _cmd_model(args: argparse.Namespace) -> None:
     info = build_model(args.source, args.size, Path(args.out), seed=args.seed)
     kind = "synthetic weights, for latency only" if info.synthetic else "real weights"
     print(f"wrote {args.out}: {info.source} at {args.size}px ({kind}), input {info.input.name} "
-          f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
+          f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes{info.outputs_note}")
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -56,3 +57,18 @@ def test_sources_build_it_at_the_users_shape_and_refuse_bad_sizes(tmp_path):
     assert [d.dim_value for d in sources.load_onnx(info.path).graph.output[0].type.tensor_type.shape.dim] == [1, 25200, 85]
     with pytest.raises(UserError, match="multiple of the network stride 32"):
         torch_yolo_to_onnx(100, tiny=True)
+
+
+def test_the_model_stage_puts_the_detections_first_and_says_so_once(tmp_path):
+    """An export listing its raw heads before ``output``: bench, detect and the bundle read the first output."""
+    model = torch_yolo_to_onnx(64, tiny=True)
+    outputs = list(model.graph.output)
+    del model.graph.output[:]
+    model.graph.output.extend(outputs[1:] + outputs[:1])
+    onnx.save(model, tmp_path / "heads_first.onnx")
+    info = sources.build_model(str(tmp_path / "heads_first.onnx"), 64, tmp_path / "m.onnx")
+    assert info.outputs[0] == "output" and len(info.outputs) == 3
+    assert [o.name for o in onnx.load(str(info.path)).graph.output] == info.outputs
+    assert info.outputs_note == ("; detections are read from 'output', the other 2 outputs are compared with "
+                                 "ONNX Runtime but not decoded")
+    assert info.names == [f"class_{i}" for i in range(80)]

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from ..core.errors import UserError
 
+OUTPUT_NAME = "output"  # the detections [1, N, 5 + classes], as ultralytics' and our exports name them
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
 
 
@@ -111,6 +112,24 @@ def pin_input(model: onnx.ModelProto, size: int | None, where: Path | str) -> on
     except onnx.shape_inference.InferenceError as exc:
         raise UserError(f"the ONNX {where} does not take a {list(shape)} input ({exc}); "
                         "pick the size it was exported for") from None
+
+
+def detections_first(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the output named ``output`` moved first, where it is not already.
+
+    Exports hold more than the detections: torch's YOLO also returns the raw head tensors, after
+    ``output``. Everything downstream (bench, detect, visualize, the bundle) decodes the first
+    output and compares all of them with ONNX Runtime in order, so the model stage puts the
+    detections first, once, for all of them.
+    """
+    names = [o.name for o in model.graph.output]
+    if OUTPUT_NAME not in names or names[0] == OUTPUT_NAME:
+        return model
+    ordered = [onnx.ValueInfoProto.FromString(o.SerializeToString())  # copies: the field is cleared below
+               for o in sorted(model.graph.output, key=lambda o: o.name != OUTPUT_NAME)]
+    del model.graph.output[:]
+    model.graph.output.extend(ordered)
+    return model
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:

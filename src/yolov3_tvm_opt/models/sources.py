@@ -31,6 +31,7 @@ from .onnx_info import (
     InputSpec,
     class_names,
     coco_names,
+    detections_first,
     image_input,
     input_spec,
     load_onnx,
@@ -72,6 +73,15 @@ class ModelInfo:
     scatternd_nodes: int
     names: list[str]
     synthetic: bool
+    outputs: list[str]
+
+    @property
+    def outputs_note(self) -> str:
+        """One line about extra outputs (torch's raw heads), or nothing for a model with one."""
+        if len(self.outputs) == 1:
+            return ""
+        return (f"; detections are read from {self.outputs[0]!r}, the other {len(self.outputs) - 1} outputs are "
+                "compared with ONNX Runtime but not decoded")
 
 
 def default_cache_dir() -> Path:
@@ -160,6 +170,7 @@ def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None
     else:
         raise UserError(f"model source {source!r} is none of {', '.join(BUILTIN_SOURCES)} and not an .onnx file; "
                         "pick one of those")
+    model = detections_first(model)
     spec = input_spec(model, size, source)
     write_bytes(out, model.SerializeToString())
     log.info("wrote %s (%s, input %s)", out, source, list(spec.shape))
@@ -168,4 +179,5 @@ def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None
         scatternd_nodes=sum(node.op_type == "ScatterND" for node in model.graph.node),
         names=class_names(model),
         synthetic=metadata(model).get("weights", "").startswith("synthetic"),
+        outputs=[o.name for o in model.graph.output],
     )

@@ -30,8 +30,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..core.errors import UserError
-from .darknet import INPUT_NAME, OUTPUT_NAME
+from .darknet import INPUT_NAME
 from .darknet_cfg import SYNTHETIC_NOTE
+from .onnx_info import OUTPUT_NAME
 
 OPSET = 12  # what ultralytics' export.py of that era passes
 IR_VERSION = 7  # what torch writes with opset 12
