@@ -56,14 +56,17 @@ class FoldReport:
         return f"folded {self.folded} constant nodes (nodes {self.nodes_before} -> {self.nodes_after})"
 
 
-def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Every tensor whose shape ONNX shape inference (with data propagation) pins down completely."""
+def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
     except onnx.shape_inference.InferenceError as exc:
         raise UserError(f"ONNX shape inference fails on this model ({str(exc).splitlines()[0]}); "
                         "re-export it with consistent shapes") from None
-    g = inferred.graph
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Every tensor whose shape ONNX shape inference (with data propagation) pins down completely."""
+    g = _inferred(model).graph
     shapes = {}
     for vi in (*g.input, *g.value_info, *g.output):
         dims = vi.type.tensor_type.shape.dim if vi.type.tensor_type.HasField("shape") else None
@@ -175,6 +178,7 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FoldReport]
     for _ in range(_MAX_ROUNDS):
         if not _one_round(out):
             break
+    out = _inferred(out)  # with the chains gone, shapes reach the outputs that had none
     shapes = static_shapes(out)
     dynamic = {node.name or node.output[0]: node.input[0] for node in out.graph.node
                if node.op_type in ("Shape", "Size") and node.input[0] not in shapes}
