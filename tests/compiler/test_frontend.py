@@ -74,3 +74,13 @@ def test_a_shape_only_known_at_run_time_is_one_line(tmp_path):
     onnx.save(conv_model(tail, [1, 3, 32, 32]), path)
     with pytest.raises(UserError, match=r"Shape node 'nz_shape' .* reads 'nz', whose shape stays unknown"):
         import_onnx(path)
+
+
+def test_a_symbolic_extent_left_after_folding_is_one_line(tmp_path):
+    """No Shape node, but NonZero's output length is symbolic in Relax: refused before the build, in one line."""
+    n = helper.make_node
+    tail = [n("NonZero", ["c"], ["nz"]), n("Cast", ["nz"], ["y"], to=TensorProto.FLOAT)]
+    path = tmp_path / "nonzero.onnx"
+    onnx.save(conv_model(tail, [1, 3, 32, 32]), path)
+    with pytest.raises(UserError, match=r"imports with symbolic extents \(.+\) even with the input fixed at \[1, 3, 32, 32\]"):
+        import_onnx(path)

@@ -51,3 +51,17 @@ def test_a_dynamic_shape_is_reported_not_folded():
     model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     folded, report = fold_constants(model)
     assert report.dynamic_shapes == {"shape": "x"} and "Shape" in [node.op_type for node in folded.graph.node]
+
+
+def test_a_node_the_evaluator_cannot_run_stays_and_the_rest_folds():
+    """A Reshape of 6 values to 4 fails in the reference evaluator: it stays for the runtime to report."""
+    n = helper.make_node
+    model = model_with_both_chains()
+    model.graph.node.extend([const("six", np.arange(6, dtype=np.int64)), const("four", np.array([4], np.int64)),
+                             n("Reshape", ["six", "four"], ["bad"], name="bad_reshape"),
+                             n("Cast", ["bad"], ["bad_f"], to=TensorProto.FLOAT, name="to_float"),
+                             n("Add", ["x", "bad_f"], ["z"], name="use")])
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    folded, _ = fold_constants(model)
+    ops = [node.op_type for node in folded.graph.node]
+    assert "bad_reshape" in {node.name for node in folded.graph.node} and "Shape" not in ops

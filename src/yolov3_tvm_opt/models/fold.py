@@ -27,6 +27,7 @@ rounds, since folding a chain can pin the shapes the next chain reads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,8 @@ def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
 
 def _candidates(graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]]) -> list[onnx.NodeProto]:
     """The nodes computable from constants, in graph order; Shape/Size of static tensors become Constants."""
-    known = {init.name for init in graph.initializer}
+    # an initializer that is also a graph input is only a default: the caller may feed another value
+    known = {init.name for init in graph.initializer} - {vi.name for vi in graph.input}
     found = []
     for node in graph.node:
         if not _foldable(node):
@@ -107,15 +109,32 @@ def _candidates(graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]]) -> l
     return found
 
 
-def _evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> dict[str, np.ndarray]:
-    """Every output of ``nodes`` (which read only initializers and each other), by the reference evaluator."""
+def _run(model: onnx.ModelProto, nodes: list[onnx.NodeProto], known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of ``nodes``, which read only initializers, ``known`` values and each other."""
     read = {x for node in nodes for x in node.input if x}
-    inits = [init for init in model.graph.initializer if init.name in read]
+    inits = [init for init in model.graph.initializer if init.name in read and init.name not in known]
+    inits += [numpy_helper.from_array(value, name) for name, value in known.items() if name in read]
     outputs = [helper.make_empty_tensor_value_info(out) for node in nodes for out in node.output if out]
     graph = helper.make_graph(nodes, "constants", [], outputs, inits)
     sub = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
     values = ReferenceEvaluator(sub).run(None, {})
     return {vi.name: np.asarray(v) for vi, v in zip(outputs, values)}
+
+
+def _evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> dict[str, np.ndarray]:
+    """The values of ``nodes``' outputs; a node the reference evaluator cannot run is left out, with what reads it."""
+    try:
+        return _run(model, nodes, {})
+    except Exception:  # an op it lacks or rejects: fold around that node, one node at a time
+        values: dict[str, np.ndarray] = {}
+        constant = {init.name for init in model.graph.initializer}
+        for node in nodes:
+            if all(x in values or x in constant for x in node.input if x):
+                try:
+                    values.update(_run(model, [node], values))
+                except Exception:  # this node stays in the graph, computed at run time
+                    continue
+        return values
 
 
 def _one_round(model: onnx.ModelProto) -> bool:
@@ -129,12 +148,14 @@ def _one_round(model: onnx.ModelProto) -> bool:
     for node in graph.node:
         for x in node.input:
             consumers.setdefault(x, []).append(node.output[0] if node.output else node.name)
-    for x in _subgraph_reads(list(graph.node)):
+    for x in subgraph_reads(list(graph.node)):
         consumers.setdefault(x, []).append("")  # read inside an If/Loop body: never folded away
     outputs = {vi.name for vi in graph.output}
     folded: set[str] = set()  # first outputs of the folded nodes
     for node in reversed(candidates):  # consumers come after producers: decide them first
         outs = [o for o in node.output if o]
+        if not all(o in values for o in outs):
+            continue
         exact = all(values[o].dtype.kind in "biu" for o in outs)
         readers = [c for o in outs for c in consumers.get(o, [])]
         if not readers or any(o in outputs for o in outs):
@@ -145,7 +166,7 @@ def _one_round(model: onnx.ModelProto) -> bool:
     if not folded:
         return False
     kept = [node for node in graph.node if not (node.output and node.output[0] in folded)]
-    read = {x for node in kept for x in node.input if x} | outputs | _subgraph_reads(kept)
+    read = {x for node in kept for x in node.input if x} | outputs | subgraph_reads(kept)
     produced = {o for node in candidates if node.output[0] in folded for o in node.output}
     new_inits = [numpy_helper.from_array(values[name], name) for name in sorted(produced & read)]
     fed_folded = {x for node in graph.node if node.output and node.output[0] in folded for x in node.input}
@@ -159,14 +180,14 @@ def _one_round(model: onnx.ModelProto) -> bool:
     return True
 
 
-def _subgraph_reads(nodes: list[onnx.NodeProto]) -> set[str]:
+def subgraph_reads(nodes: Sequence[onnx.NodeProto]) -> set[str]:
     """Outer tensors an If/Loop/Scan body may read (every name its nodes read, to be safe)."""
     names: set[str] = set()
     for node in nodes:
         for a in node.attribute:
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                 names.update(x for n in sub.node for x in n.input if x)
-                names |= _subgraph_reads(list(sub.node))
+                names |= subgraph_reads(list(sub.node))
     return names
 
 

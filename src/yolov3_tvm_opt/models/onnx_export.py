@@ -32,7 +32,7 @@ from onnx import helper, numpy_helper
 from ..core.errors import UserError
 from ..core.files import write_bytes
 from .dense_box import dense_box, replace_box
-from .fold import fold_constants, static_shapes
+from .fold import fold_constants, static_shapes, subgraph_reads
 from .onnx_info import load_onnx, pin_input
 
 SCATTER = "ScatterND"
@@ -177,16 +177,6 @@ def _rewrite_one(node: onnx.NodeProto, constants: _Constants, emit: _Emitter) ->
     return None
 
 
-def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
-    """Outer tensors an If/Loop/Scan body may read (every name its nodes read, to be safe)."""
-    names: set[str] = set()
-    for a in node.attribute:
-        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            names.update(x for n in sub.node for x in n.input if x)
-            names.update(x for n in sub.node for x in _subgraph_reads(n))
-    return names
-
-
 def _needed(graph: onnx.GraphProto, keep: Callable[[onnx.NodeProto], bool]) -> tuple[list[onnx.NodeProto], set[str]]:
     """The nodes the outputs (and the nodes ``keep`` pins) depend on, and every name they read."""
     needed = {out.name for out in graph.output}
@@ -195,7 +185,7 @@ def _needed(graph: onnx.GraphProto, keep: Callable[[onnx.NodeProto], bool]) -> t
         if keep(node) or any(out in needed for out in node.output):
             kept.append(node)
             needed.update(x for x in node.input if x)
-            needed |= _subgraph_reads(node)
+            needed |= subgraph_reads([node])
     return kept[::-1], needed
 
 
