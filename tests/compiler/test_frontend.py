@@ -12,6 +12,7 @@ from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.core.options import CompileOptions
+from yolov3_tvm_opt.models.torch_yolo import torch_yolo_to_onnx
 from yolov3_tvm_opt.runtime import create_vm, load_artifact
 
 
@@ -84,3 +85,17 @@ def test_a_symbolic_extent_left_after_folding_is_one_line(tmp_path):
     onnx.save(conv_model(tail, [1, 3, 32, 32]), path)
     with pytest.raises(UserError, match=r"imports with symbolic extents \(.+\) even with the input fixed at \[1, 3, 32, 32\]"):
         import_onnx(path)
+
+
+@pytest.mark.slow  # two builds of the full-width tiny network
+def test_the_torch_style_tiny_compiles_in_both_variants_and_matches_onnx_runtime(tmp_path):
+    """Before folding, TVM refused its computed Pad ("Dynamic pads are not supported yet")."""
+    path = tmp_path / "tiny_torch.onnx"
+    onnx.save(torch_yolo_to_onnx(64, tiny=True), path)
+    x = np.random.default_rng(2).random((1, 3, 64, 64), dtype=np.float32)
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    for fast in (False, True):
+        meta = compile_onnx(path, tmp_path / str(fast), CompileOptions(fast_scatter_nd=fast)).meta
+        assert meta["scatter_nd"] == ({"dense_box_rewritten": 4, "parallel_kernel": 0} if fast else {})
+        for got, expected in zip(create_vm(load_artifact(tmp_path / str(fast))).run(x), reference, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
