@@ -99,3 +99,11 @@ def test_the_torch_style_tiny_compiles_in_both_variants_and_matches_onnx_runtime
         assert meta["scatter_nd"] == ({"dense_box_rewritten": 4, "parallel_kernel": 0} if fast else {})
         for got, expected in zip(create_vm(load_artifact(tmp_path / str(fast))).run(x), reference, strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_an_op_tvm_lacks_is_named_in_one_line(tmp_path):
+    path = tmp_path / "det.onnx"
+    onnx.save(conv_model([helper.make_node("Det", ["c"], ["y"], name="det")], [1, 3, 32, 32]), path)
+    with pytest.raises(UserError, match=r"not supported for frontend ONNX: Det\); TVM .* lacks what it names") as err:
+        import_onnx(path)
+    assert "\n" not in str(err.value)

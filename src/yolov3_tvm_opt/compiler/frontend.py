@@ -56,17 +56,17 @@ def _import_error(onnx_path: Path, model: onnx.ModelProto, exc: Exception) -> Us
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     node = _failing_node(exc)
     if node is None:
-        return UserError(f"TVM's ONNX frontend cannot import {onnx_path} ({reason}); "
-                         "simplify or re-export the model, or report it to TVM with this message")
+        return UserError(f"TVM's ONNX frontend cannot import {onnx_path} ({reason}); TVM {tvm.__version__} lacks "
+                         "what it names: replace that in the export, or report it to TVM with this message")
     constant = {init.name for init in model.graph.initializer}
     constant |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     computed = [x for x in node.input[1:] if x and x not in constant]
     where = f"{node.op_type} node {node.name or node.output[0]!r} of {onnx_path}"
-    if computed:
+    if computed and any(word in str(exc).lower() for word in ("dynamic", "constant")):
         advice = (f"its input {computed[0]!r} is computed from the image at run time even after constant folding, "
                   "and TVM needs it constant; export the model so that this input does not depend on the image")
     else:
-        advice = f"TVM {tvm.__version__} does not import this {node.op_type} as exported; export it with other ops"
+        advice = f"TVM {tvm.__version__} does not import this {node.op_type} as exported; replace it in the export"
     return UserError(f"TVM's ONNX frontend cannot import the {where} ({reason}); {advice}")
 
 
@@ -97,8 +97,9 @@ def _translate(onnx_path: Path, size: int | None, keep_params_in_input: bool) ->
     symbolic = relax.analysis.defined_symbolic_vars(mod["main"])
     if symbolic:
         raise UserError(f"{onnx_path} imports with symbolic extents ({', '.join(map(str, symbolic))}) even with the input "
-                        f"fixed at {list(spec.shape)} and its constants folded; TVM builds need static shapes: "
-                        "export the model with fixed shapes")
+                        f"fixed at {list(spec.shape)} and its constants folded, so a shape in it depends on values "
+                        "computed at run time (NonZero, a computed TopK k, ...); TVM builds need static shapes: "
+                        "export the model without data-dependent shapes")
     return mod, spec, model
 
 
