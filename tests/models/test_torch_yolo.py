@@ -15,7 +15,7 @@ import pytest
 from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.models import sources
 from yolov3_tvm_opt.models.fold import fold_constants
-from yolov3_tvm_opt.models.onnx_export import rewrite_dense_scatternd
+from yolov3_tvm_opt.models.onnx_export import export_noscatter, rewrite_dense_scatternd
 from yolov3_tvm_opt.models.torch_yolo import torch_yolo_to_onnx
 
 
@@ -72,3 +72,19 @@ def test_the_model_stage_puts_the_detections_first_and_says_so_once(tmp_path):
     assert info.outputs_note == ("; detections are read from 'output', the other 2 outputs are compared with "
                                  "ONNX Runtime but not decoded")
     assert info.names == [f"class_{i}" for i in range(80)]
+
+
+def test_export_onnx_fixes_a_dynamic_input_when_given_a_size(tmp_path):
+    """Dynamic batch/height/width: the scatters' data shapes are unknown until the input is fixed."""
+    model = torch_yolo_to_onnx(64, tiny=True)
+    for vi in (*model.graph.input, *model.graph.output):
+        for dim, name in zip(vi.type.tensor_type.shape.dim, ("batch", "c", "height", "width")):
+            if name != "c":
+                dim.dim_param = name
+    onnx.save(model, tmp_path / "dynamic.onnx")
+    left = export_noscatter(tmp_path / "dynamic.onnx", tmp_path / "kept.onnx")
+    assert not left.rewritten and "not static" in next(iter(left.kept.values()))
+    fixed = export_noscatter(tmp_path / "dynamic.onnx", tmp_path / "fixed.onnx", size=64)
+    assert len(fixed.rewritten) == 4 and not fixed.kept
+    shape = onnx.load(str(tmp_path / "fixed.onnx")).graph.input[0].type.tensor_type.shape
+    assert [d.dim_value for d in shape.dim] == [1, 3, 64, 64]
