@@ -40,11 +40,11 @@ from .darknet_cfg import (
     synthetic_weights,
     total_stride,
 )
+from .onnx_info import OUTPUT_NAME
 
 OPSET = 17
 IR_VERSION = 8  # the IR that opset 17 shipped with; newer IRs are refused by older runtimes
 INPUT_NAME = "images"
-OUTPUT_NAME = "output"
 
 
 class _Graph:
