@@ -77,7 +77,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_artifacts):
     _one_line_error(cli("compile", "--onnx", str(tmp_path / "missing.onnx"), "--out_dir", str(tmp_path / "a")), "missing.onnx")
     _one_line_error(
         cli("compile", "--onnx", str(bad_onnx), "--out_dir", str(tmp_path / "a"), "--target", "cuda", "--precision", "bf16"),
-        "valid pairs are llvm: fp32 | bf16; cuda: fp32 | fp16",
+        "valid pairs are llvm: fp32 | bf16 | int8; cuda: fp32 | fp16",
     )
     assert not (tmp_path / "a").exists()
     _one_line_error(cli("bench", "--artifact_dir", str(tmp_path)), "meta.json")

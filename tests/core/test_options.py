@@ -151,7 +151,7 @@ def test_a_stage_stops_on_a_bad_param_before_it_announces_or_writes(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "stages" / "compile.py"), *args], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        "error: params.yaml: precision 'fp16' is not available for target 'llvm'; valid pairs are llvm: fp32 | bf16; "
+        "error: params.yaml: precision 'fp16' is not available for target 'llvm'; valid pairs are llvm: fp32 | bf16 | int8; "
         "cuda: fp32 | fp16 (set target.precision in params.yaml or pass --precision)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
