@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SUITE_MCPU
+from conftest import SUITE_MCPU, needs_vnni
 from test_bf16_conv import conv_onnx, reference_conv
 
 from yolov3_tvm_opt.compiler.frontend import import_onnx
-from yolov3_tvm_opt.compiler.int8_conv import (
-    MIN_CHANNELS,
-    Calibration,
-    activation_qparams,
-    load_calibration,
-    pack_weights_int8,
-    quantize_weights,
-    weight_key,
-)
+from yolov3_tvm_opt.compiler.int8_conv import MIN_CHANNELS, activation_qparams, pack_weights_int8, quantize_weights
 from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
 from yolov3_tvm_opt.compiler.precision import int8_kernel
 from yolov3_tvm_opt.compiler.target import make_target
+from yolov3_tvm_opt.core.calibration import Calibration, weight_key
 from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
@@ -29,9 +22,6 @@ tvm = load_tvm()
 from tvm import relax  # noqa: E402
 
 TARGET = make_target(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU))
-needs_vnni = pytest.mark.skipif(
-    not tvm.target.codegen.target_has_features("avx512vnni", TARGET), reason=f"CPU {SUITE_MCPU} lacks AVX512-VNNI, which int8 runs need"
-)
 
 
 def build_int8(path, calibration, target=TARGET):
@@ -127,11 +117,3 @@ def test_int8_needs_a_calibration_and_embedded_weights():
         CompileOptions(TargetOptions(precision="int8"))
     with pytest.raises(UserError, match="int8 builds keep their weights in model.so"):
         CompileOptions(TargetOptions(precision="int8"), weights="separate", calibration="c.json")
-
-
-def test_a_file_that_is_no_calibration_is_one_line(tmp_path):
-    (tmp_path / "c.json").write_text('{"format": 0}')
-    with pytest.raises(UserError, match="is not a calibration file of format 1"):
-        load_calibration(tmp_path / "c.json")
-    with pytest.raises(UserError, match="cannot read calibration file .*run `yolov3-tvm calibrate`"):
-        load_calibration(tmp_path / "missing.json")

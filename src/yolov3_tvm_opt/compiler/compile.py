@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE, WEIGHTS_FILE
+from ..core.calibration import load_calibration
 from ..core.errors import UserError
 from ..core.files import atomic_dir, sha256_file, write_json
 from ..core.options import CompileOptions
@@ -37,7 +38,6 @@ from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx, import_onnx_separate
 from .kernels import conv_gemm_extents, kernel_classes
 from .pipeline import build_context, lower_pipeline, optimize
-from .int8_conv import load_calibration
 from .precision import bf16_kernel, int8_kernel
 from .target import make_target
 from .tuning_db import load_summary

@@ -36,16 +36,13 @@ The LLVM in TVM 0.27's wheel declares it on ``<64 x i8>`` operands (older LLVMs,
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import UserError
+from ..core.calibration import Calibration, weight_key
 from ..core.tvm_loader import load_tvm
 from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, packable, packed_conv2d_legalization
 
@@ -65,15 +62,6 @@ GROUP = 4  # input channels summed per lane by one vpdpbusd
 DOT_INTRIN = "yolov3_tvm_vpdpbusd_16x4"
 VNNI_FEATURE = "avx512vnni"
 CALIBRATION_FORMAT = 1  # the calibration file's layout (``evaluate.calibrate`` writes it, ``load_calibration`` reads it)  # LLVM's name for the CPU feature behind vpdpbusd
-
-
-def weight_key(weight: np.ndarray) -> str:
-    """A conv's identity in a calibration file: the sha256 of its fp32 weights (ONNX and Relax hold the same bytes).
-
-    Content, not names or order: the Relax importer keeps neither the ONNX node names nor a
-    guaranteed order, but it keeps the weight tensors as they are.
-    """
-    return hashlib.sha256(np.ascontiguousarray(weight, dtype=np.float32).tobytes()).hexdigest()[:24]
 
 
 def activation_qparams(low: float, high: float) -> tuple[float, int]:
@@ -165,34 +153,6 @@ def int8_conv2d(
         attrs={BLOCK_KIND: INT8_CONV},
     )
     return te.compute(acc.shape, lambda n, co, y, x: acc[n, co, y, x].astype("float32") * scale[co] + offset[co], name="requantize")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """What quantizing needs beyond the weights: each conv input's calibrated range, and the convs kept fp32.
-
-    Both are keyed by ``weight_key``. ``heads`` are the convs whose output no other conv reads
-    (YOLO's detection heads): their outputs are the raw boxes and scores, which they keep in fp32
-    (the accuracy contract, README).
-    """
-
-    ranges: dict[str, tuple[float, float]]
-    heads: frozenset[str] = frozenset()
-
-
-def load_calibration(path: Path) -> Calibration:
-    """A calibration file (``evaluate.calibrate``'s output) as the compiler takes it; one error line if it is not one."""
-    try:
-        data = json.loads(Path(path).read_text())
-        convs = data["convs"] if data.get("format") == CALIBRATION_FORMAT else None
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise UserError(f"cannot read calibration file {path}: {exc}; run `yolov3-tvm calibrate` (or `dvc repro calibrate`) to write it") from exc
-    if convs is None:
-        raise UserError(f"{path} is not a calibration file of format {CALIBRATION_FORMAT}; run `yolov3-tvm calibrate` again to rewrite it")
-    return Calibration(
-        ranges={key: (float(c["low"]), float(c["high"])) for key, c in convs.items()},
-        heads=frozenset(key for key, c in convs.items() if c["head"]),
-    )
 
 
 @dataclass

@@ -12,10 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..core.calibration import Calibration
 from ..core.tvm_loader import load_tvm
 from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
-from .int8_conv import Calibration, Int8Report, int8_conv2d_legalization
+from .int8_conv import Int8Report, int8_conv2d_legalization
 from .cpu_schedule import apply_cpu_schedules, scheduled_functions, vector_lanes
 from .precision import apply_precision
 from .target import kind_of

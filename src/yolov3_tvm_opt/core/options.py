@@ -226,6 +226,13 @@ BUNDLE_TOLERANCE = {"fp32": (0.1, 1e-3), "fp16": (2.0, 2e-2), "bf16": (6.0, 6e-2
 
 
 @dataclass(frozen=True)
+class CalibrateOptions:
+    """The photos an int8 build's activation ranges come from (params.yaml ``calibrate``; ``yolov3-tvm calibrate``)."""
+
+    images: str = "pictures/photos"  # a folder of JPEG/PNG photos, nothing else; default: the sample photos
+
+
+@dataclass(frozen=True)
 class VisualizeOptions:
     """Detections drawn on photos (params.yaml ``visualize``; ``bench --save_vis``)."""
 
