@@ -44,11 +44,11 @@ import numpy as np
 
 from ..core.calibration import Calibration, weight_key
 from ..core.tvm_loader import load_tvm
-from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, packable, packed_conv2d_legalization
+from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, emit_packed_conv, packable, packed_conv2d_legalization
 
 tvm = load_tvm()
 
-from tvm import relax, s_tir, te, tirx, topi  # noqa: E402
+from tvm import relax, s_tir, te, tirx  # noqa: E402
 from tvm.s_tir import TensorIntrin  # noqa: E402
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule  # noqa: E402
 from tvm.script import tirx as T  # noqa: E402
@@ -195,24 +195,8 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
         x_scale, zero_point = activation_qparams(*calibration.ranges[key])
         quantized, w_scale = quantize_weights(weight)
         scale, offset = requant_constants(quantized, w_scale, x_scale, zero_point)
-        attrs = call.attrs
-        conv = bb.call_te(
-            int8_conv2d,
-            call.args[0],
-            relax.const(pack_weights_int8(quantized)),
-            relax.const(scale),
-            relax.const(offset),
-            x_scale,
-            zero_point,
-            tuple(int(s) for s in attrs.strides),
-            tuple(int(p) for p in attrs.padding),
-            tuple(int(d) for d in attrs.dilation),
-            primfunc_name_hint="conv2d_int8",
-        )
-        if weight.shape[0] % LANES == 0:
-            return conv
-        # drop the zero filters' channels; the slice fuses with the bias add after it
-        return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [weight.shape[0]], strides=[1], axes=[1], primfunc_name_hint="crop_channels")
+        args = [call.args[0], relax.const(pack_weights_int8(quantized)), relax.const(scale), relax.const(offset), x_scale, zero_point]
+        return emit_packed_conv(bb, call, int8_conv2d, args, weight.shape[0], LANES, "conv2d_int8")
 
     return legalize
 

@@ -221,8 +221,9 @@ class CurveOptions:
 # precision it was built in: (box coordinates in input pixels, objectness/class scores). A GPU
 # sums in another order than the CPU, so fp32 differs in the last bits, and those grow through
 # exp() in the box decode; fp16 keeps about three decimal digits, bf16 about two (yolov3-tiny 416
-# in bf16 differed from fp32 by up to 2.8 px and 0.035 over every anchor of the sample photos).
-BUNDLE_TOLERANCE = {"fp32": (0.1, 1e-3), "fp16": (2.0, 2e-2), "bf16": (6.0, 6e-2)}
+# in bf16 differed from fp32 by up to 2.8 px and 0.035 over every anchor of the sample photos; in
+# int8, calibrated on them, by up to 33.8 px and 0.219, while every reported box kept IoU >= 0.9).
+BUNDLE_TOLERANCE = {"fp32": (0.1, 1e-3), "fp16": (2.0, 2e-2), "bf16": (6.0, 6e-2), "int8": (40.0, 0.25)}
 
 
 @dataclass(frozen=True)
