@@ -326,7 +326,8 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
     build = CompileOptions()
     parser.add_argument(
         "--precision", choices=sorted({p for names in PRECISIONS.values() for p in names}), default=build.target.precision,
-        help="llvm: fp32 | bf16 (needs avx512_bf16) | int8 (needs AVX512-VNNI and --calibration); cuda: fp32 | fp16 (tensor cores, fp32 accumulation)",
+        help="llvm: fp32 | bf16 (needs avx512_bf16) | int8 (needs AVX512-VNNI and --calibration); "
+        "cuda: fp32 | fp16 (tensor cores, fp32 accumulation)",
     )
     parser.add_argument("--calibration", default=build.calibration, help="int8: the activation ranges `yolov3-tvm calibrate` wrote")
     parser.add_argument("--no_cuda_graph", action="store_true", help="cuda: launch kernels one by one (a build whose per-op profile works)")

@@ -90,6 +90,7 @@ def test_ranges_are_each_conv_inputs_min_and_max_over_every_photo(tmp_path, phot
         np.testing.assert_allclose([entry["low"], entry["high"]], [values.min(), values.max()], rtol=1e-4, atol=1e-5)
     loaded = load_calibration(tmp_path / "c.json")
     assert loaded.heads == {weight_key(weights["wc"])} and set(loaded.ranges) == {weight_key(w) for w in weights.values()}
+    assert loaded.names == {weight_key(w): node for node, w in zip(inputs, weights.values())}
 
 
 def test_synthetic_weights_are_said(tmp_path, photo_dir):

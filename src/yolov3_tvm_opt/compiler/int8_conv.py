@@ -60,8 +60,7 @@ MIN_CHANNELS = 16  # input channels below which a conv stays fp32 (YOLO's first 
 LANES = 16  # int32 lanes of a zmm register: the output channels of one vpdpbusd
 GROUP = 4  # input channels summed per lane by one vpdpbusd
 DOT_INTRIN = "yolov3_tvm_vpdpbusd_16x4"
-VNNI_FEATURE = "avx512vnni"
-CALIBRATION_FORMAT = 1  # the calibration file's layout (``evaluate.calibrate`` writes it, ``load_calibration`` reads it)  # LLVM's name for the CPU feature behind vpdpbusd
+VNNI_FEATURE = "avx512vnni"  # LLVM's name for the CPU feature behind vpdpbusd
 
 
 def activation_qparams(low: float, high: float) -> tuple[float, int]:
@@ -157,41 +156,43 @@ def int8_conv2d(
 
 @dataclass
 class Int8Report:
-    """Which convs an int8 legalization ran in int8 and which stayed fp32, and why (meta.json's ``int8``)."""
+    """Which convs an int8 legalization ran in int8 and which stayed fp32, and why (meta.json's ``int8``).
 
-    int8: int = 0
-    fp32: dict[str, int] = field(default_factory=dict)  # reason -> count
+    A conv is named by its ONNX node (from the calibration file), or by its place among the
+    model's convs where the file does not know it.
+    """
 
-    def keep(self, reason: str) -> None:
-        self.fp32[reason] = self.fp32.get(reason, 0) + 1
+    int8: list[str] = field(default_factory=list)
+    fp32: dict[str, str] = field(default_factory=dict)  # conv -> why it stayed fp32
 
     def as_dict(self) -> dict[str, Any]:
-        return {"int8_convs": self.int8, "fp32_convs": dict(sorted(self.fp32.items()))}
+        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32)}
 
 
 def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Callable[[Any, Any], Any]:
     """A LegalizeOps override for relax.nn.conv2d: int8 where a calibrated range fits, fp32 packed elsewhere.
 
-    The heads of ``calibration`` stay fp32; ``report`` counts what went where.
+    The heads of ``calibration`` stay fp32; ``report`` records which conv went where.
     """
     fallback = packed_conv2d_legalization(LANES)
 
     def legalize(bb: Any, call: Any) -> Any:
-        if not packable(call) or not isinstance(call.args[1], tvm.ir.expr.Constant):
-            report.keep("not packable")
+        index = len(report.int8) + len(report.fp32)
+        constant = isinstance(call.args[1], tvm.ir.expr.Constant)
+        key = weight_key(call.args[1].value.numpy()) if constant else ""
+        name = calibration.names.get(key, f"conv #{index}")
+        reason = (
+            "not packable" if not packable(call) or not constant
+            else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
+            else "head" if key in calibration.heads
+            else "not calibrated" if key not in calibration.ranges
+            else None
+        )
+        if reason is not None:
+            report.fp32[name] = reason
             return fallback(bb, call)
+        report.int8.append(name)
         weight = call.args[1].value.numpy()
-        key = weight_key(weight)
-        if weight.shape[1] < MIN_CHANNELS:
-            report.keep(f"fewer than {MIN_CHANNELS} input channels")
-            return fallback(bb, call)
-        if key in calibration.heads:
-            report.keep("head")
-            return fallback(bb, call)
-        if key not in calibration.ranges:
-            report.keep("not calibrated")
-            return fallback(bb, call)
-        report.int8 += 1
         x_scale, zero_point = activation_qparams(*calibration.ranges[key])
         quantized, w_scale = quantize_weights(weight)
         scale, offset = requant_constants(quantized, w_scale, x_scale, zero_point)

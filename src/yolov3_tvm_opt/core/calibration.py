@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,15 @@ def weight_key(weight: np.ndarray) -> str:
 class Calibration:
     """What quantizing needs beyond the weights: each conv input's calibrated range, and the convs kept fp32.
 
-    Both are keyed by ``weight_key``. ``heads`` are the convs whose output no other conv reads
+    All keyed by ``weight_key``. ``heads`` are the convs whose output no other conv reads
     (YOLO's detection heads): their outputs are the raw boxes and scores, which they keep in fp32
-    (the accuracy contract, README).
+    (the accuracy contract, README). ``names`` are the ONNX node names, for meta.json to say
+    which convs stayed fp32.
     """
 
     ranges: dict[str, tuple[float, float]]
     heads: frozenset[str] = frozenset()
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def load_calibration(path: Path) -> Calibration:
@@ -44,7 +46,9 @@ def load_calibration(path: Path) -> Calibration:
         data = json.loads(Path(path).read_text())
         convs = data["convs"] if data.get("format") == CALIBRATION_FORMAT else None
     except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise UserError(f"cannot read calibration file {path}: {exc}; run `yolov3-tvm calibrate` (or `dvc repro calibrate`) to write it") from exc
+        raise UserError(
+            f"cannot read calibration file {path}: {exc}; run `yolov3-tvm calibrate` (or `dvc repro calibrate`) to write it"
+        ) from exc
     if convs is None:
         raise UserError(f"{path} is not a calibration file of format {CALIBRATION_FORMAT}; run `yolov3-tvm calibrate` again to rewrite it")
     if not convs:
@@ -53,4 +57,5 @@ def load_calibration(path: Path) -> Calibration:
     return Calibration(
         ranges={key: (float(c["low"]), float(c["high"])) for key, c in convs.items()},
         heads=frozenset(key for key, c in convs.items() if c["head"]),
+        names={key: str(c["node"]) for key, c in convs.items()},
     )

@@ -46,7 +46,9 @@ def calibration_photos(directory: Path) -> list[Path]:
         raise UserError(f"calibration folder {directory} holds files that are not JPEG or PNG photos ({', '.join(others[:3])}); "
                         "remove them or point calibrate.images elsewhere")
     if not photos:
-        raise UserError(f"calibration folder {directory} holds no JPEG or PNG photos; put some in it, or point calibrate.images at the sample photos")
+        raise UserError(
+            f"calibration folder {directory} holds no JPEG or PNG photos; put some in it, or point calibrate.images at the sample photos"
+        )
     return photos
 
 
