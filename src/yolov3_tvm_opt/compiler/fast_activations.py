@@ -28,13 +28,16 @@ a call of libm's scalar ``expf`` per element, which LLVM cannot vectorise.
   e^r = 1 + r + r^2 P(r) with Cephes' degree-5 P, and 2^n built in the exponent bits.
   Worst case against float64 exp over the clamped range: 8.5e-8 relative, 0.7 ulp
   (docs/precision.md; ``tests/compiler/test_fast_activations.py`` measures the compiled code).
-  Outside the range the result saturates at e^87 = 6.1e37 and e^-87 = 1.6e-38, so sigmoid is
-  off by at most 1.6e-38 there.
+  Above the range it returns inf, below it 0 (expf overflows at 88.7 and is denormal below
+  -87.3), so sigmoid and SiLU are exactly 0 below -87 and sigmoid is 1 above 87, off by at
+  most 1.6e-38, and no denormal ever comes out.
 
 HardSigmoid alone is a chain already (multiply, add, clip) and needs nothing.
 """
 
 from __future__ import annotations
+
+import math
 
 from collections.abc import Callable
 from typing import Any
@@ -50,8 +53,10 @@ DTYPE = "float32"
 LOG2E = 1.4426950408889634
 LN2_HI = 0.693359375  # 9 significant bits: n * LN2_HI is exact for |n| <= 2^15
 LN2_LO = -2.12194440e-4  # ln 2 - LN2_HI
-# Clamp: e^x and 1 / (1 + e^x) stay normal floats (> 2^-126 = 1.2e-38) at both ends. A denormal
-# result costs a microcode assist per vector: a conv whose inputs ran to -300 took 10x as long.
+# Inside: e^x and 1 / (1 + e^x) are normal floats (> 2^-126 = 1.2e-38); outside: inf and 0, as
+# expf's overflow and underflow. A denormal costs a microcode assist per vector: with sigmoid at
+# 4.2e-39 below -87.3, yolov3-tiny's first SiLU conv took 10x its time, and SiLU outputs
+# x * 1.6e-38 made the next convs' sums denormal.
 EXP_MIN = -87.0
 EXP_MAX = 87.0
 # Cephes expf: e^r = 1 + r + r^2 (P0 r^5 + ... + P5) for |r| <= ln2 / 2
@@ -73,10 +78,16 @@ def _let(value: Any, body: Callable[[Any], Any], name: str) -> Any:
 def fast_exp(x: Any) -> Any:
     """e^x for a float32 expression, in arithmetic LLVM vectorises (the module docstring says how)."""
 
-    def reduced(xc: Any) -> Any:
-        return _let(tirx.floor(xc * _f32(LOG2E) + _f32(0.5)), lambda n: _let(xc - n * _f32(LN2_HI) - n * _f32(LN2_LO), lambda r: _scaled(n, r), "r"), "n")
+    def saturated(v: Any) -> Any:
+        inside = _let(tirx.max(tirx.min(v, _f32(EXP_MAX)), _f32(EXP_MIN)), _reduced, "clamped")
+        return tirx.Select(v > _f32(EXP_MAX), _f32(math.inf), tirx.Select(v < _f32(EXP_MIN), _f32(0.0), inside))
 
-    return _let(tirx.max(tirx.min(x, _f32(EXP_MAX)), _f32(EXP_MIN)), reduced, "x")
+    return _let(x, saturated, "x")
+
+
+def _reduced(x: Any) -> Any:
+    """e^x = 2^n e^r for x in [EXP_MIN, EXP_MAX]."""
+    return _let(tirx.floor(x * _f32(LOG2E) + _f32(0.5)), lambda n: _let(x - n * _f32(LN2_HI) - n * _f32(LN2_LO), lambda r: _scaled(n, r), "r"), "n")
 
 
 def _scaled(n: Any, r: Any) -> Any:
