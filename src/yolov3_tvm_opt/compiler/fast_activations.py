@@ -28,9 +28,10 @@ a call of libm's scalar ``expf`` per element, which LLVM cannot vectorise.
   e^r = 1 + r + r^2 P(r) with Cephes' degree-5 P, and 2^n built in the exponent bits.
   Worst case against float64 exp over the clamped range: 8.5e-8 relative, 0.7 ulp
   (docs/precision.md; ``tests/compiler/test_fast_activations.py`` measures the compiled code).
-  Above the range it returns inf, below it 0 (expf overflows at 88.7 and is denormal below
-  -87.3), so sigmoid and SiLU are exactly 0 below -87 and sigmoid is 1 above 87, off by at
-  most 1.6e-38, and no denormal ever comes out.
+  Above the range it returns inf (expf overflows at 88.7), below it e^-87 = 1.6e-38 (expf is
+  denormal below -87.3), so sigmoid and SiLU are exactly 0 below -87, sigmoid is exactly 1
+  above 87 (off by at most 1.6e-38), and no denormal ever comes out.
+* SiLU's sigmoid and multiply into x / (1 + fast_exp(-x)): one rounding and one op fewer.
 
 HardSigmoid alone is a chain already (multiply, add, clip) and needs nothing.
 """
@@ -53,9 +54,9 @@ DTYPE = "float32"
 LOG2E = 1.4426950408889634
 LN2_HI = 0.693359375  # 9 significant bits: n * LN2_HI is exact for |n| <= 2^15
 LN2_LO = -2.12194440e-4  # ln 2 - LN2_HI
-# Inside: e^x and 1 / (1 + e^x) are normal floats (> 2^-126 = 1.2e-38); outside: inf and 0, as
-# expf's overflow and underflow. A denormal costs a microcode assist per vector: with sigmoid at
-# 4.2e-39 below -87.3, yolov3-tiny's first SiLU conv took 10x its time, and SiLU outputs
+# Inside, e^x and 1 / (1 + e^x) are normal floats (> 2^-126 = 1.2e-38); above, e^x is inf, so
+# sigmoid(-x) and SiLU are 0. A denormal costs a microcode assist per vector: with sigmoid at
+# 4.2e-39 below -87.3, yolov3-tiny's first SiLU conv took 10x its time, and SiLU outputs of
 # x * 1.6e-38 made the next convs' sums denormal.
 EXP_MIN = -87.0
 EXP_MAX = 87.0
@@ -80,7 +81,7 @@ def fast_exp(x: Any) -> Any:
 
     def saturated(v: Any) -> Any:
         inside = _let(tirx.max(tirx.min(v, _f32(EXP_MAX)), _f32(EXP_MIN)), _reduced, "clamped")
-        return tirx.Select(v > _f32(EXP_MAX), _f32(math.inf), tirx.Select(v < _f32(EXP_MIN), _f32(0.0), inside))
+        return tirx.Select(v > _f32(EXP_MAX), _f32(math.inf), inside)
 
     return _let(x, saturated, "x")
 
@@ -100,6 +101,11 @@ def _scaled(n: Any, r: Any) -> Any:
 
 def fast_sigmoid(x: Any) -> Any:
     return _f32(1.0) / (_f32(1.0) + fast_exp(-x))
+
+
+def fast_silu(x: Any) -> Any:
+    """x * sigmoid(x), computed as x / (1 + e^-x)."""
+    return _let(x, lambda v: v / (_f32(1.0) + fast_exp(-v)), "v")
 
 
 # relax op -> how one step of a gate computes on a TIR value; binary ops take one scalar constant
@@ -156,8 +162,9 @@ class _Rewriter(relax.PyExprMutator):
             for x, gate in (call.args, reversed(call.args)):
                 steps = self._gate(x, gate)
                 if steps:
-                    name = "silu" if [s.op.name for s in steps] == ["relax.sigmoid"] else "gated"
-                    return self._elementwise(x, lambda v, s=steps: v * _apply(s, v), name)
+                    if [s.op.name for s in steps] == ["relax.sigmoid"]:
+                        return self._elementwise(x, fast_silu, "silu")
+                    return self._elementwise(x, lambda v, s=steps: v * _apply(s, v), "gated")
         if call.op.name == "relax.sigmoid":
             return self._elementwise(call.args[0], fast_sigmoid, "fast_sigmoid")
         if call.op.name == "relax.exp":
