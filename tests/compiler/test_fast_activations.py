@@ -137,8 +137,8 @@ def test_fast_exp_error_over_the_clamped_range():
     np.testing.assert_array_equal(sigmoid[-len(far) :], [0, 0, 1, 1])
 
 
-def test_only_gates_of_their_own_input_are_merged():
-    """x * sigmoid(x) becomes one op; x * sigmoid(y) keeps its multiply (its sigmoid alone gets fast_exp)."""
+def test_only_gates_of_their_own_input_and_shape_are_merged():
+    """x * sigmoid(x) becomes one op; x * sigmoid(y), and x * (x + c) where c broadcasts x, keep their multiply."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((4, 16), "float32"))
     y = relax.Var("y", relax.TensorType((4, 16), "float32"))
@@ -146,8 +146,9 @@ def test_only_gates_of_their_own_input_are_merged():
         with bb.dataflow():
             own = bb.emit(relax.op.multiply(x, bb.emit(relax.op.sigmoid(x))))
             other = bb.emit(relax.op.multiply(bb.emit(relax.op.sigmoid(y)), x))
-            out = bb.emit_output(relax.Tuple([own, other]))
+            wider = bb.emit(relax.op.multiply(x, bb.emit(relax.op.add(x, relax.const(np.ones((1, 1, 1), np.float32))))))
+            out = bb.emit_output(relax.Tuple([own, other, wider]))
         bb.emit_func_output(out)
     text = FastActivations()(bb.get()).script()
-    assert text.count("R.multiply") == 1 and "R.sigmoid" not in text
-    assert "def silu" in text and "def fast_sigmoid" in text
+    assert text.count("R.multiply") == 2 and "R.sigmoid" not in text
+    assert "def silu" in text and "def fast_sigmoid" in text and "def gated" not in text

@@ -39,7 +39,6 @@ HardSigmoid alone is a chain already (multiply, add, clip) and needs nothing.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +46,7 @@ from ..core.tvm_loader import load_tvm
 
 tvm = load_tvm()
 
+import tvm_ffi  # noqa: E402  (TVM's FFI package, where structural equality lives)
 from tvm import relax, te, tirx  # noqa: E402
 
 DTYPE = "float32"
@@ -124,6 +124,11 @@ def _is_float32(expr: Any) -> bool:
     return isinstance(info, relax.TensorType) and info.dtype == DTYPE
 
 
+def _same_shape(a: Any, b: Any) -> bool:
+    shapes = [getattr(e.ty, "shape", None) for e in (a, b)]
+    return None not in shapes and tvm_ffi.structural_equal(*shapes)
+
+
 def _scalar(expr: Any) -> Any | None:
     """A size-1 float32 constant as a TIR literal, or None."""
     if isinstance(expr, tvm.ir.expr.Constant) and str(expr.value.dtype) == DTYPE and expr.value.numpy().size == 1:
@@ -161,7 +166,7 @@ class _Rewriter(relax.PyExprMutator):
         if call.op.name == "relax.multiply":
             for x, gate in (call.args, reversed(call.args)):
                 steps = self._gate(x, gate)
-                if steps:
+                if steps and _same_shape(x, call):  # a size-1 constant of higher rank broadcasts x
                     if [s.op.name for s in steps] == ["relax.sigmoid"]:
                         return self._elementwise(x, fast_silu, "silu")
                     return self._elementwise(x, lambda v, s=steps: v * _apply(s, v), "gated")
