@@ -18,9 +18,10 @@ a call of libm's scalar ``expf`` per element, which LLVM cannot vectorise.
       gv = R.multiply(lv2, lv3)
 
   The conv's epilogue is then a chain again (bias add, ``silu``) and is applied, vectorised,
-  while the tile is written back, as leaky ReLU's is. Clip and arithmetic are computed exactly
-  as TVM legalizes them (``max(min(v, hi), lo)``, the same constants), so HardSwish and
-  HardSigmoid gates are bit-identical to the unrewritten build.
+  while the tile is written back, as leaky ReLU's is. Clip and arithmetic are the ops TVM's
+  legalization emits (``max(min(v, hi), lo)``, the same constants): opset-14 HardSwish is
+  bit-identical to the unrewritten build; ``x * HardSigmoid(x)`` may differ by an ulp, as
+  LLVM now fuses its alpha * x + beta into one FMA.
 * every sigmoid (in a gate or alone, e.g. the YOLO decode's) into ``1 / (1 + fast_exp(-v))``,
   and every exp into ``fast_exp``: Cephes' single-precision exp in plain arithmetic, which LLVM
   vectorises. x is clamped to [EXP_MIN, EXP_MAX] = [-87, 87] (no denormals), reduced to
