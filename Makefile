@@ -19,10 +19,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@# the lock must satisfy what pyproject.toml declares (--no-deps above checks nothing)
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
+# the pipeline's photos stage, so that the photos `make gpu-bundles` and `make sweep` use exist too
 photos: $(STAMP)
-	@$(BIN)/yolov3-tvm photos --out pictures/photos
+	@$(DVC) repro photos
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,6 +1,8 @@
 """Session-wide models and artifacts: built once, small sizes, real TVM / ONNX Runtime.
 
 Compiling is the slow part of this suite, so every test that needs an artifact shares these.
+Every test reaps the TVM helper processes it starts (RPC trackers and servers, MetaSchedule's
+build and run workers); one still alive after its test fails that test.
 """
 
 from __future__ import annotations
@@ -19,10 +21,84 @@ import pytest
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
+from yolov3_tvm_opt.core.tvm_loader import load_tvm
 from yolov3_tvm_opt.evaluate.photos import install_sample_photos
 from yolov3_tvm_opt.models.sources import build_model
 
 TINY_SIZE = 96
+
+# Vector ISA extensions, by LLVM's feature names: what code generation emits on its own. Tuning
+# flags and AMD's SSE4A / CLZERO / MWAITX (never emitted unasked) do not decide where code runs.
+_VECTOR_ISA = ("avx", "fma", "f16c", "bmi", "gfni", "vaes", "vpclmulqdq")
+
+
+def runs_here(mcpu: str) -> bool:
+    """Whether this machine can run llvm code built for ``mcpu``: it has all of that CPU's vector ISA."""
+    tvm = load_tvm()
+    codegen = tvm.target.codegen
+
+    def features(cpu: str) -> set[str]:
+        return set(codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
+
+    return {f for f in features(mcpu) if f.startswith(_VECTOR_ISA)} <= features(codegen.llvm_get_system_cpu())
+
+
+# The CPU the suite's llvm artifacts are built for. Fixed, so their outputs can be compared bit
+# for bit with the record in tests/compiler/data (cpu_schedule's rules) on any vendor's CPU:
+# znver4 has AVX-512 and avx512_bf16, and its code runs on Intel Sapphire / Emerald Rapids too.
+# Where it cannot run, the machine's own CPU (and the record's tests skip).
+RECORD_MCPU = "znver4"
+SUITE_MCPU = RECORD_MCPU if runs_here(RECORD_MCPU) else "native"
+# bf16 builds are refused where vdpbf16ps does not pay (Intel), so they are built for znver4 and
+# run where this CPU runs its code, e.g. on Intel Sapphire / Emerald Rapids
+needs_bf16 = pytest.mark.skipif(
+    SUITE_MCPU != RECORD_MCPU, reason=f"this CPU lacks avx512_bf16 or cannot run {RECORD_MCPU} code, which bf16 tests build for"
+)
+
+
+# Set in this process before any test runs, so every process the suite starts inherits it:
+# how a leaked helper is told apart from another checkout's or another user's.
+SUITE_MARK = "YOLOV3_TVM_TEST_SUITE"
+
+
+def pytest_configure(config):
+    os.environ[SUITE_MARK] = str(os.getpid())
+
+
+def _our_tvm_helpers() -> dict[int, str]:
+    """The live ``python -m tvm.exec.*`` processes this suite started, pid -> command line."""
+    mark = f"{SUITE_MARK}={os.environ[SUITE_MARK]}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"tvm.exec." in cmdline and mark in (entry / "environ").read_bytes().split(b"\0"):
+                found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_tvm_helper_outlives_its_test(request):
+    """Fail the test that leaves a TVM tracker, server or pool worker running (and stop it).
+
+    A leaked worker holds the output pipe of whoever ran the suite (CI hung on it) and a core of
+    this 2-core machine. Pools shut down asynchronously, so a few seconds of grace come first.
+    """
+    yield
+    deadline = time.monotonic() + 10
+    while (left := _our_tvm_helpers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        pytest.fail(f"{request.node.nodeid} left TVM helper processes running: {sorted(left.values())}")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,18 +136,20 @@ def yolov3_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm"), kind="llvm", cpu_threads=2)
+    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm"), kind="llvm", cpu_threads=2, mcpu=SUITE_MCPU)
 
 
 @pytest.fixture(scope="session")
 def yolov3_artifacts(yolov3_onnx, tmp_path_factory) -> dict[str, Path]:
-    return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), kind="llvm", cpu_threads=2)
+    return _compile_both(yolov3_onnx, tmp_path_factory.mktemp("yolov3_llvm"), kind="llvm", cpu_threads=2, mcpu=SUITE_MCPU)
 
 
 @pytest.fixture(scope="session")
 def tiny_separate_artifacts(tiny_onnx, tmp_path_factory) -> dict[str, Path]:
     """The tiny pair built with --weights separate (the form a deploy bundle ships)."""
-    return _compile_both(tiny_onnx, tmp_path_factory.mktemp("tiny_llvm_separate"), weights="separate", kind="llvm", cpu_threads=2)
+    return _compile_both(
+        tiny_onnx, tmp_path_factory.mktemp("tiny_llvm_separate"), weights="separate", kind="llvm", cpu_threads=2, mcpu=SUITE_MCPU
+    )
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +162,53 @@ def tiny416_artifact(tmp_path_factory) -> Path:
     """The real detector at the size its weights were trained for (for the motorbike test)."""
     root = tmp_path_factory.mktemp("tiny416")
     build_model("yolov3-tiny", 416, root / "tiny416.onnx")
-    compile_onnx(root / "tiny416.onnx", root / "artifact", CompileOptions(target=TargetOptions(cpu_threads=2), fast_scatter_nd=True))
+    compile_onnx(root / "tiny416.onnx", root / "artifact", CompileOptions(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU), fast_scatter_nd=True))
     return root / "artifact"
+
+
+@pytest.fixture(scope="session")
+def conv_onnx(tmp_path_factory) -> Path:
+    """A 3x3 conv + relu on a 3-channel 16x16 image: one tuning task, so tuning takes seconds."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [weight],
+    )
+    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
+    """A real MetaSchedule run on ``conv_onnx`` (4 trials, seeded with our default schedule), for 2 threads."""
+    from yolov3_tvm_opt.compiler.tune import tune_model
+    from yolov3_tvm_opt.core.options import TuneOptions
+
+    out = tmp_path_factory.mktemp("tuning") / "db"
+    trials = TuneOptions(enabled=True, trials=4, trials_per_iter=4)
+    summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), trials).summary
+    assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
+    assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny416_bf16_artifact(tiny416_artifact, tmp_path_factory) -> Path:
+    """``tiny416_artifact`` built with precision bf16 (vdpbf16ps convs); the tests using it skip without avx512_bf16."""
+    out = tmp_path_factory.mktemp("tiny416_bf16") / "artifact"
+    onnx_path = tiny416_artifact.parent / "tiny416.onnx"
+    compile_onnx(onnx_path, out, CompileOptions(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision="bf16"), fast_scatter_nd=True))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
+from conftest import SUITE_MCPU, needs_bf16
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.bf16_conv import (
@@ -19,7 +20,6 @@ from yolov3_tvm_opt.compiler.bf16_conv import (
 from yolov3_tvm_opt.compiler.conv_packing import PACKED_BLOCK
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.pipeline import build
-from yolov3_tvm_opt.compiler.precision import has_bf16_dot_product
 from yolov3_tvm_opt.compiler.target import make_target
 from yolov3_tvm_opt.core.options import TargetOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
@@ -28,9 +28,7 @@ tvm = load_tvm()
 
 from tvm import relax  # noqa: E402
 
-TARGET = make_target(TargetOptions(cpu_threads=2))
-HAS_BF16 = has_bf16_dot_product(TARGET)
-needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU lacks avx512_bf16 (vdpbf16ps)")
+TARGET = make_target(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU))
 
 
 def conv_onnx(path, size, cin, cout, kernel, stride=1, weight=None, bias=False, leaky=False):

@@ -1,17 +1,25 @@
-"""The default llvm schedules change speed, never results: bit-equal to TVM's unscheduled build."""
+"""The default llvm schedule rules change speed, never results: bit-equal to TVM's unscheduled build."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import SUITE_MCPU, needs_bf16
 from onnx import TensorProto, helper, numpy_helper
 
+from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
 from yolov3_tvm_opt.compiler.target import make_target
-from yolov3_tvm_opt.core.options import TargetOptions
+from yolov3_tvm_opt.core.options import BenchOptions, CompileOptions, TargetOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
+from yolov3_tvm_opt.evaluate.images import model_input
+from yolov3_tvm_opt.runtime import create_vm, load_artifact
 
 tvm = load_tvm()
 
@@ -64,7 +72,7 @@ def run(mod, data, target=TARGET):
         (32, 8, 255, 1, 1, False, {}),  # YOLO head: 255 channels, 1x1, no activation
         (20, 4, 12, 3, 2, True, {}),  # stride 2 (Darknet-53's downsampling)
         (13, 16, 24, 3, 1, True, {"pool_stride": 1}),  # yolov3-tiny's last grid and its padded pool
-        (16, 8, 16, 3, 1, True, {"group": 2, "convs": 0}),  # grouped: not packed, the generic schedule
+        (16, 8, 16, 3, 1, True, {"group": 2, "rule": "reduction"}),  # grouped: not packed, dlight's Reduction rule
         (26, 8, 24, 3, 1, True, {"target": AVX2}),  # AVX2: 8-lane packing, 13-column tiles
         (19, 8, 16, 3, 1, True, {}),  # YOLO at 608: rows of 19 (19-column tiles with AVX-512)
         (19, 8, 255, 1, 1, False, {}),  # ... and its heads, where channels are cropped too
@@ -74,12 +82,63 @@ def run(mod, data, target=TARGET):
 )
 def test_default_schedules_are_bit_exact(tmp_path, size, cin, cout, kernel, stride, act, extra):
     extra = dict(extra)
-    target, convs = extra.pop("target", TARGET), extra.pop("convs", 1)
+    target, rule = extra.pop("target", TARGET), extra.pop("rule", "conv2d")
     path = conv_block_onnx(tmp_path / "m.onnx", size, cin, cout, kernel, stride, act, **extra)
     mod, _, _ = import_onnx(path)
     data = np.random.default_rng(0).random((1, cin, size, size), dtype=np.float32)
     plain, plain_counts = optimize(mod, target, default_schedules=False)
     fast, counts = optimize(mod, target)
     assert "conv2d_default_schedules" not in plain_counts
-    assert counts["conv2d_default_schedules"] == convs and counts["generic_default_schedules"] >= 2 - convs
+    assert counts[f"{rule}_default_schedules"] == 1 and counts["generic_default_schedules"] >= 1  # the pool
+    assert counts["left_default_default_schedules"] == 0
     np.testing.assert_array_equal(run(fast, data, target), run(plain, data, target))
+
+
+RECORD = json.loads((Path(__file__).parent / "data" / "cpu_schedule_outputs.json").read_text())
+INPUTS = ("photo", "seed1", "seed2", "seed3")
+# the suite's session fixture that already builds a case; the other cases are built here
+SHARED_BUILDS = {
+    "yolov3-tiny-96-fp32": "tiny_artifacts",
+    "yolov3-64-fp32": "yolov3_artifacts",
+    "yolov3-tiny-416-fp32": "tiny416_artifact",
+    "yolov3-tiny-416-bf16": "tiny416_bf16_artifact",
+}
+ONNX_FIXTURES = {"yolov3-tiny-96": "tiny_onnx", "yolov3-64": "yolov3_onnx"}
+
+
+def output_digests(artifact_dir: Path, photo: Path) -> dict[str, str]:
+    """sha256 of the outputs' bytes for each of ``INPUTS``, as the record was made."""
+    artifact = load_artifact(artifact_dir)
+    model = create_vm(artifact)
+    digests = {}
+    for name in INPUTS:
+        image, seed = (photo, 0) if name == "photo" else (None, int(name.removeprefix("seed")))
+        data, _ = model_input(artifact.input_shape, "float32", image, BenchOptions().input_scale, seed=seed, letterbox=True)
+        digests[name] = hashlib.sha256(b"".join(np.ascontiguousarray(out).tobytes() for out in model.run(data))).hexdigest()
+    return digests
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "yolov3-tiny-96-fp32",
+        "yolov3-64-fp32",
+        "yolov3-tiny-416-fp32",
+        pytest.param("yolov3-tiny-96-bf16", marks=needs_bf16),
+        pytest.param("yolov3-64-bf16", marks=[needs_bf16, pytest.mark.slow]),  # a build of its own, ~25 s
+        pytest.param("yolov3-tiny-416-bf16", marks=[needs_bf16, pytest.mark.slow]),  # shared with the bf16 accuracy test
+    ],
+)
+def test_outputs_are_bit_identical_to_the_record(case, request, photos, tmp_path):
+    """Whole models through every rule: fp32 and bf16 outputs equal the bits recorded before the rules."""
+    precision = case.rsplit("-", 1)[1]
+    if SUITE_MCPU != RECORD["mcpu"]:
+        pytest.skip(f"this CPU cannot run code built for {RECORD['mcpu']}, the CPU the record was built for")
+    if case in SHARED_BUILDS:
+        built = request.getfixturevalue(SHARED_BUILDS[case])
+        artifact = built["fastscatter"] if isinstance(built, dict) else built
+    else:
+        artifact = tmp_path / "artifact"
+        options = TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision=precision)
+        compile_onnx(request.getfixturevalue(ONNX_FIXTURES[case.rsplit("-", 1)[0]]), artifact, CompileOptions(options, fast_scatter_nd=True))
+    assert output_digests(artifact, photos["motorcycle_left"]) == RECORD["outputs"][case]

@@ -11,6 +11,7 @@ from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.kernels import PLAIN, TENSOR_CORE, kernel_classes
 from yolov3_tvm_opt.compiler.precision import (
+    VDPBF16PS,
     apply_precision,
     has_bf16_dot_product,
     mixed_precision_fp16,
@@ -37,6 +38,22 @@ def test_bf16_on_a_cpu_without_avx512_bf16_stops_with_one_line(tiny_onnx):
     mod, _, _ = import_onnx(tiny_onnx)
     with pytest.raises(UserError, match="bf16 kernels need avx512_bf16"):
         apply_precision(mod, target, "bf16")
+
+
+@pytest.mark.parametrize("mcpu", ["sapphirerapids", "emeraldrapids", "graniterapids"])
+def test_bf16_where_vdpbf16ps_does_not_pay_stops_with_one_line(tiny_onnx, tmp_path, mcpu):
+    """Intel's AVX-512 cores have vdpbf16ps but run our bf16 convs slower than fp32: refused, nothing written."""
+    options = CompileOptions(TargetOptions(kind="llvm", mcpu=mcpu, precision="bf16"))
+    assert has_bf16_dot_product(make_target(options.target))
+    with pytest.raises(UserError, match=f"bf16 would not be faster than fp32 on CPU {mcpu}: .*build with target.precision: fp32$"):
+        compile_onnx(tiny_onnx, tmp_path / "a", options)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_bf16_build_records_its_kernel(tiny_onnx, tmp_path):
+    """A cross-compile for Zen 4, where vdpbf16ps pays: it builds on any machine, and meta.json says which kernel."""
+    meta = compile_onnx(tiny_onnx, tmp_path / "a", CompileOptions(TargetOptions(kind="llvm", mcpu="znver4", precision="bf16"))).meta
+    assert meta["precision"] == "bf16" and meta["bf16_kernel"] == VDPBF16PS
 
 
 def test_mixed_precision_keeps_float32_input_and_output(tiny_onnx):

@@ -1,21 +1,22 @@
 """MetaSchedule tuning: records are applied, the target is checked, RPC measurement works.
 
-A one-conv model keeps tuning to seconds; the RPC test starts TVM's own tracker and server on
+A one-conv model (conftest's ``conv_onnx``, tuned once per session as ``tuned_dir``) keeps
+tuning to seconds; the RPC test starts TVM's own tracker and server on
 127.0.0.1 and tunes through them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.tune import tune_model
@@ -26,35 +27,6 @@ from yolov3_tvm_opt.runtime import create_vm, load_artifact
 from yolov3_tvm_opt.runtime.rpc import check_tracker
 
 tvm = load_tvm()
-
-TRIALS = TuneOptions(enabled=True, trials=4, trials_per_iter=4)
-
-
-@pytest.fixture(scope="module")
-def conv_onnx(tmp_path_factory) -> Path:
-    """A 3x3 conv + relu on a 3-channel 16x16 image: one tuning task."""
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32), "w")
-    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])]
-    graph = helper.make_graph(
-        nodes,
-        "conv",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])],
-        [weight],
-    )
-    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tuning") / "db"
-    summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), TRIALS).summary
-    assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
-    assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
-    return out
 
 
 @pytest.mark.slow
@@ -142,7 +114,7 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path, rpc_tracker,
     server = subprocess.Popen(
         [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu",
          "--host", "127.0.0.1", "--port", str(server_port), "--port-end", str(server_port + 10), "--no-fork"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         rpc_tracker.wait_for_key("test-cpu", 30)
@@ -151,7 +123,7 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path, rpc_tracker,
         assert summary["runner"] == "rpc" and summary["records"] > 0
         assert json.loads((tmp_path / "db" / "summary.json").read_text())["measured_trials"] >= 1
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the server runs in a popen worker of its own: stop both
         server.wait(timeout=30)
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_bf16
 
-from yolov3_tvm_opt.compiler.compile import compile_onnx
 from yolov3_tvm_opt.compiler.fast_scatter import apply_fast_scatter
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.pipeline import build
-from yolov3_tvm_opt.compiler.precision import has_bf16_dot_product, mixed_precision_fp16
+from yolov3_tvm_opt.compiler.precision import mixed_precision_fp16
 from yolov3_tvm_opt.compiler.target import make_target
-from yolov3_tvm_opt.core.options import BenchOptions, CompileOptions, TargetOptions
+from yolov3_tvm_opt.core.options import BenchOptions, TargetOptions
 from yolov3_tvm_opt.evaluate.accuracy import compare_builds, compare_outputs
 from yolov3_tvm_opt.evaluate.images import model_input
 from yolov3_tvm_opt.runtime import create_vm, load_artifact
@@ -62,13 +62,9 @@ def test_a_lost_object_breaks_the_contract(tiny416_artifact, photos):
 
 
 @pytest.mark.slow
-def test_llvm_bf16_holds_the_contract_at_416(tiny416_artifact, photos, tmp_path):
-    target = TargetOptions(cpu_threads=2, precision="bf16")
-    if not has_bf16_dot_product(make_target(TargetOptions(cpu_threads=2))):
-        pytest.skip("this CPU has no avx512_bf16")
-    meta = load_artifact(tiny416_artifact).meta
-    compile_onnx(Path(meta["onnx_path"]), tmp_path / "bf16", CompileOptions(target, fast_scatter_nd=True))
-    result = compare_builds(tiny416_artifact, tmp_path / "bf16", _photo_dir(photos), PIPELINE.input_scale, True)
+@needs_bf16
+def test_llvm_bf16_holds_the_contract_at_416(tiny416_artifact, tiny416_bf16_artifact, photos):
+    result = compare_builds(tiny416_artifact, tiny416_bf16_artifact, _photo_dir(photos), PIPELINE.input_scale, True)
     print(result.summary())
     assert result.passed
     assert result.max_score_diff > 0.0  # the rounding is real: bf16 is not fp32 under another name

@@ -15,7 +15,7 @@ value, each lane accumulates its own output channel. So:
   ``[O / 16, I / 2, KH, KW, 16, 2]`` uint16 (bf16 bits), I padded to even with zeros and O to a
   multiple of 16 with zero filters (YOLO's 255-channel heads, as in ``conv_packing``);
 * each conv converts its fp32 NCHW input once to a padded bf16 pair layout
-  ``[N, C / 2, H + pads, W + pads]`` uint32, channel pairs in one word (the ``pad`` producer block of the same function,
+  ``[N, C / 2, H + pads, W + pads]`` uint32, channel pairs in one word (the ``CONV_INPUT`` producer block of the same function,
   scheduled as its own parallel pass like the fp32 padding copy), so no layout change leaks
   into the graph: activations between layers stay fp32 NCHW, and the epilogue (bias, leaky,
   residual) runs in fp32 on the accumulators;
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..core.tvm_loader import load_tvm
-from .conv_packing import conv_output_hw, packable, packed_conv2d_legalization
+from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, packable, packed_conv2d_legalization
 
 tvm = load_tvm()
 
@@ -48,8 +48,9 @@ from tvm import relax, te, tirx, topi  # noqa: E402
 from tvm.s_tir import TensorIntrin  # noqa: E402
 from tvm.script import tirx as T  # noqa: E402
 
-BF16_BLOCK = "conv2d_bf16_packed"  # the compute block's name, which the schedule rule looks for
-PAIR_BLOCK = "pad_bf16_pairs"  # the conversion block; "pad" prefix: scheduled like a padding copy
+BF16_BLOCK = "conv2d_bf16_packed"  # the compute block's name
+BF16_CONV = "bf16_conv2d"  # its BLOCK_KIND annotation, which the schedule rule looks for
+PAIR_BLOCK = "bf16_pairs"  # the conversion block, a CONV_INPUT: scheduled like the fp32 padding copy
 MIN_CHANNELS = 16  # input channels below which a conv stays fp32 (see the module docstring)
 LANES = 16  # fp32 lanes of a zmm register: the output channels of one vdpbf16ps
 DOT_INTRIN = "yolov3_tvm_dpbf16ps_16x2"
@@ -146,7 +147,9 @@ def bf16_conv2d(
         value = tirx.bitwise_or(low, tirx.shift_left(high, tirx.const(16, "uint32")))
         return tirx.if_then_else(inside, value, tirx.const(0, "uint32"))
 
-    pairs_data = te.compute((batch, pairs, height + top + bottom, width + left + right), pair, name=PAIR_BLOCK)
+    pairs_data = te.compute(
+        (batch, pairs, height + top + bottom, width + left + right), pair, name=PAIR_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
+    )
     rc = te.reduce_axis((0, pairs), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
@@ -159,6 +162,7 @@ def bf16_conv2d(
             axis=[rc, ry, rx, rp],
         ),
         name=BF16_BLOCK,
+        attrs={BLOCK_KIND: BF16_CONV},
     )
 
 

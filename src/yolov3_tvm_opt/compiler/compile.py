@@ -29,7 +29,7 @@ from typing import Any
 from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, sha256_file, write_json
-from ..core.options import WEIGHTS_MODES, CompileOptions
+from ..core.options import CompileOptions
 from ..core.tvm_loader import load_tvm
 from ..core.weights_file import write_weights
 from ..models.onnx_info import class_names
@@ -37,6 +37,7 @@ from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx, import_onnx_separate
 from .kernels import conv_gemm_extents, kernel_classes
 from .pipeline import build_context, lower_pipeline, optimize
+from .precision import bf16_kernel
 from .target import make_target
 from .tuning_db import load_summary
 
@@ -130,14 +131,6 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
     """
     onnx_path = Path(onnx_path)
     target = make_target(options.target)
-    if options.exec_mode not in ("bytecode", "compiled"):
-        raise UserError(f"exec_mode {options.exec_mode!r} is unknown; use bytecode or compiled")
-    if options.weights not in WEIGHTS_MODES:
-        raise UserError(f"weights {options.weights!r} is unknown; use {' or '.join(WEIGHTS_MODES)}")
-    if options.weights == "separate" and options.target.precision == "bf16":
-        # bf16 convs pack constant weights at compile time; weights given at run time would get the
-        # fp32 kernels, and meta.json would claim bf16
-        raise UserError("bf16 builds keep their weights in model.so; drop --weights separate, or build fp32")
     started = time.perf_counter()
     with interrupt_between_steps() as checkpoint:
         weights = []
@@ -155,6 +148,8 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
         precision = options.target.precision
         mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules, precision)
         checkpoint()
+        # the longest step follows; Ctrl-C from here on ends at the next checkpoint, with no artifact
+        print(f"[compile] building {options.variant} for {options.target.kind}", flush=True)
         cuda = options.target.kind == "cuda"
         gemms = conv_gemm_extents(mod) if cuda else {}
         with build_context(target, options.target.cuda_graph):
@@ -167,6 +162,8 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 source = cuda_source(executable)
                 (tmp / CUDA_SOURCE_FILE).write_text(source)
                 extra = {"cuda_graph": options.target.cuda_graph, "conv_kernels": conv_kernel_report(source, gemms)}
+            if options.target.kind == "llvm" and precision == "bf16":
+                extra["bf16_kernel"] = bf16_kernel(target)
             if weights:
                 extra["weights"] = write_weights(tmp / WEIGHTS_FILE, [(w.name, w.array) for w in weights])
             meta = {

@@ -30,7 +30,12 @@ tvm = load_tvm()
 from tvm import relax, te, topi  # noqa: E402
 from tvm.relax.transform.legalize_ops.nn import _nn_conv2d as topi_conv2d  # noqa: E402
 
-PACKED_BLOCK = "conv2d_nchw_packed"  # the compute block's name, which cpu_schedule looks for
+PACKED_BLOCK = "conv2d_nchw_packed"  # the compute block's name
+# A block annotation saying what a block we create is, so the schedule rules (``cpu_schedule``)
+# find it whatever fusion names it: the packed conv itself, or the copy of its input it reads.
+BLOCK_KIND = "yolov3_tvm_opt.block_kind"
+PACKED_CONV = "packed_conv2d"
+CONV_INPUT = "conv_input"
 
 
 def pack_weights(weight: np.ndarray, lanes: int) -> np.ndarray:
@@ -84,7 +89,9 @@ def packed_conv2d(
     top, left, bottom, right = padding
     out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
     # 1x1 convs read the input in place: a padding block of zero width would still be a copy
-    padded = topi.nn.pad(data, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp") if any(padding) else data
+    padded = data
+    if any(padding):
+        padded = topi.nn.pad(data, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp", attrs={BLOCK_KIND: CONV_INPUT})
     rc = te.reduce_axis((0, in_channels), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
@@ -96,6 +103,7 @@ def packed_conv2d(
             axis=[rc, ry, rx],
         ),
         name=PACKED_BLOCK,
+        attrs={BLOCK_KIND: PACKED_CONV},
     )
 
 

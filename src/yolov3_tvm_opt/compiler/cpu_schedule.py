@@ -1,20 +1,32 @@
-"""Default llvm schedules for the functions TVM 0.27 leaves as naive loop nests on CPU.
+"""Default llvm schedules for the functions TVM 0.27 leaves as naive loop nests on CPU, as dlight rules.
 
 Why: on GPUs dlight gives every fused function a schedule; its CPU rules cover only GEMV and
 reductions, so on llvm an untuned conv2d is seven nested serial loops (yolov3-tiny 416: ~2.8 s
-against ONNX Runtime's ~30 ms). ``ApplyCPUSchedules`` plays dlight's role for the hot ops:
+against ONNX Runtime's ~30 ms). Two ``ScheduleRule`` classes play dlight's role for the hot ops,
+applied with dlight's own ``ApplyDefaultSchedule`` in the order of ``CPU_RULES`` (the first rule
+that returns a schedule wins; tuning seeds its database from the same rules):
 
-* conv2d with weights packed by ``conv_packing`` (and the fused bias/activation epilogue): a
-  register tile of one vector of output channels x up to 16 columns, each input pixel
-  broadcast into a vector FMA, the epilogue applied while the tile is written back, and the
-  outer (channel block, row) loops in parallel, in the order that streams fewer bytes.
-* any other fused function (pooling, resize, concat, the YOLO decode, convs packing does not
-  fit): pads inlined into their consumer, each block's outer spatial loops in parallel and its
-  innermost spatial loop vectorised, inside the window loops for pooling.
+* ``PackedConv2D``: a function holding one conv2d block of ours (``conv_packing``, ``bf16_conv``;
+  found by its ``BLOCK_KIND`` annotation) and its fused bias/activation epilogue. A register
+  tile of one vector of output channels x up to 16 columns, each input pixel broadcast into a
+  vector FMA, the epilogue applied while the tile is written back, and the outer (channel
+  block, row) loops in parallel, in the order that streams fewer bytes.
+* ``Elementwise``: any other function (pooling, resize, concat, the YOLO decode, convs packing
+  does not fit): padding copies inlined into their consumer, each block's outer spatial loops
+  in parallel and its innermost spatial loop vectorised, inside the window loops for pooling.
 
-Functions that already have a schedule (a tuning record, ``tirx.is_scheduled``) are left alone,
-and a rule that cannot apply (an unexpected block structure) leaves the function untouched, so
-the result is never worse than the default and always exactly the same computation.
+dlight's own CPU rules sit between the two: ``GEMV`` and ``Reduction`` (softmax, norms, and
+any conv with an epilogue: a reduction block, then injective ones). They come after
+``PackedConv2D``, which must see our convs first, and before ``Elementwise``, which fits
+everything. In YOLO they match no function our conv rule leaves (checked on yolov3-tiny and
+yolov3, fp32 and bf16), so they change none of its kernels; a grouped conv goes to ``Reduction``.
+
+Blocks are found by what they are, never by their names: our own blocks carry a ``BLOCK_KIND``
+annotation, TOPI's padding copies (pooling's ``pad_temp``) are recognised by their body (a
+guarded load of one buffer, a constant outside). Functions that already have a schedule (a
+tuning record, ``tirx.is_scheduled``) are left alone, and a rule that cannot apply (an
+unexpected block structure, a ``ScheduleError``) returns None, so the function falls to the
+next rule or keeps TVM's default: the result is never a different computation.
 """
 
 from __future__ import annotations
@@ -22,15 +34,19 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
-from .bf16_conv import BF16_BLOCK, DOT_INTRIN, HELPER_IR
+from .bf16_conv import BF16_CONV, DOT_INTRIN, HELPER_IR
 from .bf16_conv import LANES as BF16_LANES
-from .conv_packing import PACKED_BLOCK
+from .conv_packing import BLOCK_KIND, CONV_INPUT, PACKED_CONV
 
 tvm = load_tvm()
 
 from tvm import s_tir, tirx  # noqa: E402
+from tvm.s_tir.dlight import ApplyDefaultSchedule  # noqa: E402
+from tvm.s_tir.dlight.cpu import GEMV, Reduction  # noqa: E402
+from tvm.s_tir.dlight.cpu.base import CPUScheduleRule  # noqa: E402
 
 SCHEDULED = "tirx.is_scheduled"
+_IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
 
 
 def _divisor_at_most(extent: int, limit: int) -> int:
@@ -42,10 +58,41 @@ def _extent(sch: Any, loop: Any) -> int:
     return int(sch.get(loop).extent)
 
 
-def _conv_block(sch: Any, name: str = PACKED_BLOCK) -> Any | None:
-    """The fused function's packed conv2d block (``conv_packing``, ``bf16_conv``), if there is exactly one."""
-    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.startswith(name)]
+def _kind(sch: Any, block: Any) -> str | None:
+    """The ``BLOCK_KIND`` annotation our legalizations put on the blocks they create, if any."""
+    kind = sch.get(block).annotations.get(BLOCK_KIND)
+    return None if kind is None else str(kind)
+
+
+def _conv_block(sch: Any, kind: str) -> Any | None:
+    """The fused function's conv2d block of ``kind`` (``conv_packing``, ``bf16_conv``), if there is exactly one."""
+    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if _kind(sch, b) == kind]
     return blocks[0] if len(blocks) == 1 else None
+
+
+def _is_padding(sch: Any, block: Any) -> bool:
+    """Whether a block is a padding copy: TOPI's ``pad`` (pooling's ``pad_temp``) or our conv input.
+
+    Recognised by structure: spatial loops only, one buffer read and one written, and a body
+    ``out[...] = if_then_else(inside, in[...], constant)``. Our conv input copies (the fp32
+    padding, the bf16 pair conversion) say so in their ``BLOCK_KIND`` annotation.
+    """
+    if _kind(sch, block) == CONV_INPUT:
+        return True
+    stmt = sch.get(block)
+    if any(var.iter_type != tirx.IterVar.DataPar for var in stmt.iter_vars):
+        return False
+    if len(stmt.reads) != 1 or len(stmt.writes) != 1 or not isinstance(stmt.body, tirx.BufferStore):
+        return False
+    value = stmt.body.value
+    if not (isinstance(value, tvm.ir.expr.Call) and value.op.same_as(_IF_THEN_ELSE) and len(value.args) == 3):
+        return False
+    _, inside, outside = value.args
+    return (
+        isinstance(inside, tvm.ir.expr.TensorLoad)
+        and inside.source.same_as(stmt.reads[0].source)
+        and isinstance(outside, (tirx.FloatImm, tirx.IntImm))
+    )
 
 
 def _column_tile(width: int, limit: int, widest: int, guard: bool) -> int:
@@ -92,7 +139,7 @@ def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
     return channel_blocks * elements(data) > rows * elements(weights)
 
 
-def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedule | None:
+def _schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int) -> s_tir.Schedule | None:
     """Schedule a fused packed conv2d function; None when its structure is not the expected one.
 
     The tile is ``vector_lanes`` output channels (one vector) x up to 16 columns (one
@@ -106,10 +153,10 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
     outer parallel loop.
     """
     sch = s_tir.Schedule(func)
-    conv = _conv_block(sch)
+    conv = _conv_block(sch, PACKED_CONV)
     bf16 = conv is None
     if bf16:
-        conv = _conv_block(sch, BF16_BLOCK)
+        conv = _conv_block(sch, BF16_CONV)
         vector_lanes = BF16_LANES
     if conv is None:
         return None
@@ -144,18 +191,15 @@ def schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedu
         sch.vectorize(co_inner)
     tasks = sch.fuse(n, *outer)
     sch.parallel(tasks)
-    sch.decompose_reduction(conv, rc)
+    init = sch.decompose_reduction(conv, rc)
 
     # the padding copy: computed where a row of output tiles needs it would repeat work across
     # channel blocks, so it stays a separate, parallel pass over the (small) input
     for producer in sch.get_producers(conv):
-        if sch.get(producer).name_hint.startswith("pad"):
+        if _is_padding(sch, producer):
             _parallel_spatial(sch, producer, vector_lanes)
 
-    init = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint.endswith("_init")]
-    for block in init:
-        init_loops = sch.get_loops(block)
-        sch.vectorize(init_loops[-1])
+    sch.vectorize(sch.get_loops(init)[-1])
     write_loops = sch.get_loops(local)
     sch.vectorize(write_loops[-1])
     if bf16:  # last: tensorize replaces the conv block
@@ -216,7 +260,7 @@ def _parallel_spatial(sch: Any, block: Any, vector_lanes: int) -> None:
         sch.vectorize(sch.get_loops(init)[-1])
 
 
-def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Schedule | None:
+def _schedule_elementwise(func: tirx.PrimFunc, vector_lanes: int) -> s_tir.Schedule | None:
     """Parallelise every top-level block of a function (pooling, resize, concat, decode).
 
     Padding copies are inlined into their consumers first: a pool reads each padded element
@@ -227,7 +271,7 @@ def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Sched
     if not blocks:
         return None
     for block in blocks:
-        if sch.get(block).name_hint.startswith("pad") and sch.get_consumers(block):
+        if _is_padding(sch, block) and sch.get_consumers(block):
             try:
                 sch.compute_inline(block)
             except (s_tir.ScheduleError, RuntimeError, ValueError):  # keep it a pass of its own
@@ -237,48 +281,96 @@ def schedule_generic(func: tirx.PrimFunc, vector_lanes: int = 16) -> s_tir.Sched
     return sch
 
 
-def default_schedule(func: tirx.PrimFunc, vector_lanes: int = 16) -> tuple[str, s_tir.Schedule] | None:
-    """(rule, schedule) for an unscheduled function: the conv2d rule, else the generic one.
-
-    The schedule carries its trace, which is how tuning records it as a seed (``tune``). None
-    when no rule fits the function's structure.
-    """
-    try:
-        sch = schedule_conv2d(func, vector_lanes)
-        if sch is not None:
-            return "conv2d", sch
-        sch = schedule_generic(func, vector_lanes)
-        return None if sch is None else ("generic", sch)
-    except (s_tir.ScheduleError, RuntimeError, ValueError):  # rule does not fit: keep the default
-        return None
-
-
 def vector_lanes(target: Any) -> int:
     """float32 lanes of the target's widest vector unit (16 with AVX-512, 8 with AVX2)."""
     bits = int(tvm.target.codegen.llvm_get_vector_width(target))
     return max(4, bits // 32)
 
 
-@tvm.transform.module_pass(opt_level=0, name="ApplyCPUSchedules")
-class ApplyCPUSchedules:
-    """dlight's role on llvm: give every unscheduled fused function a reasonable schedule."""
+class _CPURule(CPUScheduleRule):
+    """A rule whose schedule raising (a block structure it did not expect) means "not mine".
 
-    def __init__(self, target: Any) -> None:
-        self.lanes = vector_lanes(target)
-        self.applied = {"conv2d": 0, "generic": 0, "left_default": 0}
+    dlight's ``ApplyDefaultSchedule`` lets a ``ScheduleError`` through and would stop the build.
+    """
 
-    def transform_module(self, mod: Any, _ctx: Any) -> Any:
-        updates = {}
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and func.attrs.get(SCHEDULED, False)):
-                continue
-            found = default_schedule(func, self.lanes)
-            if found is None:
-                self.applied["left_default"] += 1
-                continue
-            kind, sch = found
-            self.applied[kind] += 1
-            updates[gvar] = sch.mod["main"].with_attr(SCHEDULED, True)
-        for gvar, func in updates.items():
-            mod[gvar] = func
-        return mod
+    def schedule(self, func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
+        raise NotImplementedError
+
+    def apply(self, func: tirx.PrimFunc, target: Any, tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        try:
+            return self.schedule(func, target)
+        except (s_tir.ScheduleError, RuntimeError, ValueError):
+            return None
+
+
+class PackedConv2D(_CPURule):
+    """A fused function around one conv2d block of ours (``conv_packing``, ``bf16_conv``)."""
+
+    def schedule(self, func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
+        return _schedule_conv2d(func, vector_lanes(target))
+
+
+class Elementwise(_CPURule):
+    """Any other function: every top-level block parallel and vectorised, padding copies inlined."""
+
+    def schedule(self, func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
+        return _schedule_elementwise(func, vector_lanes(target))
+
+
+class DlightRule(_CPURule):
+    """One of dlight's CPU rules, with its errors caught like ours."""
+
+    def __init__(self, rule: CPUScheduleRule) -> None:
+        self.rule = rule
+
+    def schedule(self, func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
+        return self.rule.apply(func, target, False)
+
+
+# in the order they are tried, by the name meta.json counts them under (``<name>_default_schedules``)
+CPU_RULES: dict[str, CPUScheduleRule] = {
+    "conv2d": PackedConv2D(),
+    "gemv": DlightRule(GEMV()),
+    "reduction": DlightRule(Reduction()),
+    "generic": Elementwise(),
+}
+
+
+def default_schedule(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
+    """The schedule the first of ``CPU_RULES`` that fits gives ``func`` (what tuning seeds with).
+
+    The schedule carries its trace, which is how tuning records it as a seed (``tune``).
+    """
+    for rule in CPU_RULES.values():
+        sch = rule.apply(func, target, False)
+        if sch is not None:
+            return sch
+    return None
+
+
+def apply_cpu_schedules(mod: Any) -> tuple[Any, dict[str, int]]:
+    """``CPU_RULES`` applied with dlight's ``ApplyDefaultSchedule`` (inside ``with target``); returns (module, counts).
+
+    One pass per rule, in order: each pass sees only the functions the rules before it left
+    unscheduled, so this is ``ApplyDefaultSchedule(*CPU_RULES.values())`` with the number of functions
+    each rule scheduled counted (``<rule>_default_schedules``; ``left_default_default_schedules``
+    is the functions no rule fit, which keep TVM's default).
+    """
+    counts = {}
+    for name, rule in CPU_RULES.items():
+        before = scheduled_functions(mod)
+        mod = ApplyDefaultSchedule(rule)(mod)
+        counts[f"{name}_default_schedules"] = scheduled_functions(mod) - before
+    counts["left_default_default_schedules"] = sum(1 for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)) - scheduled_functions(mod)
+    return mod, counts
+
+
+def scheduled_functions(mod: Any) -> int:
+    """How many of the module's TIR functions carry ``tirx.is_scheduled``."""
+    return sum(
+        1
+        for func in mod.functions.values()
+        if isinstance(func, tirx.PrimFunc) and func.attrs is not None and bool(func.attrs.get(SCHEDULED, False))
+    )

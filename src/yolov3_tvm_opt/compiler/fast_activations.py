@@ -1,4 +1,4 @@
-"""SiLU, HardSwish, sigmoid and exp as vectorisable single elementwise ops on llvm.
+"""SiLU and HardSwish as single vectorisable elementwise ops on llvm, with a polynomial exp.
 
 Why: torch exports SiLU as ``Mul(x, Sigmoid(x))`` and HardSwish as ``x * clip(x + 3, 0, 6) / 6``
 (or ``Mul(x, HardSigmoid(x))``). In Relax that is a graph in which ``x`` (the conv's output plus
@@ -22,9 +22,8 @@ a call of libm's scalar ``expf`` per element, which LLVM cannot vectorise.
   legalization emits (``max(min(v, hi), lo)``, the same constants): opset-14 HardSwish is
   bit-identical to the unrewritten build; ``x * HardSigmoid(x)`` may differ by an ulp, as
   LLVM now fuses its alpha * x + beta into one FMA.
-* every sigmoid (in a gate or alone, e.g. the YOLO decode's) into ``1 / (1 + fast_exp(-v))``,
-  and every exp into ``fast_exp``: Cephes' single-precision exp in plain arithmetic, which LLVM
-  vectorises. x is clamped to [EXP_MIN, EXP_MAX] = [-87, 87] (no denormals), reduced to
+* a gate's sigmoid into ``1 / (1 + fast_exp(-v))``: ``fast_exp`` is Cephes' single-precision
+  exp in plain arithmetic, which LLVM vectorises. x is clamped to [EXP_MIN, EXP_MAX] = [-87, 87] (no denormals), reduced to
   x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two, Cody-Waite, so n ln2 is exact),
   e^r = 1 + r + r^2 P(r) with Cephes' degree-5 P, and 2^n built in the exponent bits.
   Worst case against float64 exp over the clamped range: 8.5e-8 relative, 0.7 ulp
@@ -34,7 +33,9 @@ a call of libm's scalar ``expf`` per element, which LLVM cannot vectorise.
   above 87 (off by at most 1.6e-38), and no denormal ever comes out.
 * SiLU's sigmoid and multiply into x / (1 + fast_exp(-x)): one rounding and one op fewer.
 
-HardSigmoid alone is a chain already (multiply, add, clip) and needs nothing.
+HardSigmoid alone is a chain already (multiply, add, clip) and needs nothing. A sigmoid or exp
+outside a gate (the YOLO decode's) keeps libm's ``expf``: it runs once per output cell, not per
+conv output, and the leaky models' outputs stay bit-identical to what they were.
 """
 
 from __future__ import annotations
@@ -171,10 +172,6 @@ class _Rewriter(relax.PyExprMutator):
                     if [s.op.name for s in steps] == ["relax.sigmoid"]:
                         return self._elementwise(x, fast_silu, "silu")
                     return self._elementwise(x, lambda v, s=steps: v * _apply(s, v), "gated")
-        if call.op.name == "relax.sigmoid":
-            return self._elementwise(call.args[0], fast_sigmoid, "fast_sigmoid")
-        if call.op.name == "relax.exp":
-            return self._elementwise(call.args[0], fast_exp, "fast_exp")
         return super().visit_call_(call)
 
     def _gate(self, x: Any, gate: Any) -> list[Any]:
@@ -209,7 +206,7 @@ def _apply(calls: list[Any], value: Any) -> Any:
 
 @tvm.transform.module_pass(opt_level=0, name="FastActivations")
 class FastActivations:
-    """Gated activations x * g(x) as one op, sigmoid and exp as ``fast_exp`` (module docstring)."""
+    """Gated activations x * g(x) as one op, their sigmoid through ``fast_exp`` (module docstring)."""
 
     def transform_module(self, mod: Any, _ctx: Any) -> Any:
         rewriter = _Rewriter(mod)
@@ -217,5 +214,5 @@ class FastActivations:
             if isinstance(func, relax.Function):
                 rewriter.bindings = relax.analysis.get_var2val(func)
                 rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        # the sigmoids a gate absorbed are left unused
+        # the sigmoid and clip bindings a gate absorbed are left unused
         return relax.transform.DeadCodeElimination()(rewriter.builder_.get())

@@ -15,7 +15,7 @@ from typing import Any
 from ..core.tvm_loader import load_tvm
 from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
-from .cpu_schedule import ApplyCPUSchedules, vector_lanes
+from .cpu_schedule import apply_cpu_schedules, scheduled_functions, vector_lanes
 from .fast_activations import FastActivations
 from .precision import apply_precision
 from .target import kind_of
@@ -46,7 +46,7 @@ def optimize(
     weights are packed for output-channel vectors (``conv_packing``, in tuning too) and
     gated activations, sigmoid and exp become single vectorisable ops (``fast_activations``); a MetaSchedule
     database, when given, is applied right after fusion, for the tasks where the search beat our
-    default schedule (``tuning_db.improving_records``); and on llvm ``ApplyCPUSchedules`` gives the
+    default schedule (``tuning_db.improving_records``); and on llvm our ``cpu_schedule`` rules give the
     remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
     ``default_schedules=False`` (scheduled functions are not tuned), so records always match
     what is built. ``counts`` says how many functions took each kind of schedule.
@@ -64,27 +64,26 @@ def optimize(
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
     legalize[0] = relax.transform.LegalizeOps(customize_legalize_map=overrides or None)
-    if kind_of(target) == "llvm":
-        # SiLU / HardSwish as one vectorisable op, before legalization splits them up
-        legalize.insert(0, FastActivations())
     if _takes_weights(mod):
         # Whatever depends on the weights alone (llvm's packing, a bias reshape) moves into
         # main_transform_params before fusion could merge it into the kernels that read it.
         legalize.insert(1, relax.transform.LiftTransformParams())
+    if kind_of(target) == "llvm":
+        # SiLU / HardSwish as one vectorisable op, before legalization splits them up
+        legalize.insert(0, FastActivations())
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
     counts = {"tuned_functions": 0}
     with target:
         mod = tvm.transform.Sequential(stages.library_dispatch_passes(target) + legalize[:fused])(mod)
         if tuning_dir is not None:
-            before = _scheduled_functions(mod)
+            before = scheduled_functions(mod)
             with tempfile.TemporaryDirectory() as records:
                 improving_records(tuning_dir, Path(records))
                 mod = relax.transform.MetaScheduleApplyDatabase(records)(mod)
-            counts["tuned_functions"] = _scheduled_functions(mod) - before
+            counts["tuned_functions"] = scheduled_functions(mod) - before
         if default_schedules and kind_of(target) == "llvm":
-            cpu = ApplyCPUSchedules(target)
-            mod = cpu(mod)
-            counts.update({f"{kind}_default_schedules": n for kind, n in cpu.applied.items()})
+            mod, applied = apply_cpu_schedules(mod)
+            counts.update(applied)
         mod = tvm.transform.Sequential(legalize[fused:])(mod)
     return mod, counts
 
@@ -93,14 +92,6 @@ def _takes_weights(mod: Any) -> bool:
     """Whether ``main`` takes parameters after its inputs (``--weights separate``)."""
     main = mod["main"]
     return main.attrs is not None and "num_input" in main.attrs and int(main.attrs["num_input"]) < len(main.params)
-
-
-def _scheduled_functions(mod: Any) -> int:
-    return sum(
-        1
-        for func in mod.functions.values()
-        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False))
-    )
 
 
 def lower_pipeline(target: Any) -> Any:

@@ -25,7 +25,7 @@ from ..core.host import host_cores
 from ..core.options import CompileOptions, TuneOptions
 from ..core.tvm_loader import load_tvm
 from ..runtime.rpc import check_tracker
-from .cpu_schedule import default_schedule, vector_lanes
+from .cpu_schedule import default_schedule
 from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx
 from .pipeline import optimize
@@ -122,15 +122,14 @@ def seed_default_schedules(tasks: list[Any], target: Any, database: Any, builder
     mutate: the seed is a floor, not a starting point.) Returns the measured milliseconds per
     task; a task no rule fits, or whose seed fails to build or run, gets no seed.
     """
-    lanes = vector_lanes(target)
     device = "cpu" if kind_of(target) == "llvm" else kind_of(target)
     seeds: dict[str, Any] = {}
     for task in tasks:
         workload_mod = task.dispatched[0]
-        found = default_schedule(workload_mod["main"], lanes)
-        if found is not None:
+        sch = default_schedule(workload_mod["main"], target)
+        if sch is not None:
             args_info = ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"])
-            seeds[task.task_name] = (workload_mod, found[1], args_info)
+            seeds[task.task_name] = (workload_mod, sch, args_info)
     if not seeds:
         return {}
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch, _ in seeds.values()])
@@ -170,8 +169,6 @@ def tune_model(onnx_path: Path, out_dir: Path, compile_options: CompileOptions, 
     directory holds an empty database that applies nothing, so the pipeline's compiles always
     have one to depend on.
     """
-    if options.trials < 0 or options.trials_per_task < 0:
-        raise UserError("tune.trials and tune.trials_per_task must be >= 0")
     target = make_target(compile_options.target)
     started = time.perf_counter()
     trials = options.trials if options.enabled else 0

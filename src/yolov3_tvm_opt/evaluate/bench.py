@@ -69,28 +69,6 @@ class LatencyStats:
         )
 
 
-def measure(run_once: Callable[[], Any], iters: int, warmup: int, max_seconds: float = 0.0) -> LatencyStats:
-    """Time ``run_once`` ``iters`` times after ``warmup`` untimed calls.
-
-    ``max_seconds`` (0 = no bound) stops the timed loop early so a slow untuned build cannot hold
-    a pipeline for hours; at least one iteration is always measured and ``iters`` says how many.
-    """
-    if iters < 1 or warmup < 0:
-        raise UserError(f"iters must be >= 1 and warmup >= 0 (got iters={iters}, warmup={warmup})")
-    for _ in range(warmup):
-        run_once()
-    samples: list[float] = []
-    deadline = time.perf_counter() + max_seconds if max_seconds > 0 else float("inf")
-    for _ in range(iters):
-        start = time.perf_counter()
-        run_once()
-        end = time.perf_counter()
-        samples.append((end - start) * 1000.0)
-        if end >= deadline:
-            break
-    return LatencyStats.from_samples(samples)
-
-
 def profile_ops(loaded: LoadedModel, data: np.ndarray, runs: int = 3, topk: int | None = 20) -> list[OpTime]:
     """Per-op Top-K over ``runs`` instrumented inferences, after one cold run that is discarded."""
     if loaded.profiler is None:
@@ -272,35 +250,6 @@ def artifact_copy(artifact_dir: Path) -> Iterator[Path]:
         copy = Path(tmp) / "copy"
         shutil.copytree(artifact_dir, copy)
         yield copy
-
-
-@dataclass
-class BenchResult:
-    """One artifact's view of a bench (TVM, ONNX Runtime, their diff), for callers that time one model."""
-
-    artifact_dir: str
-    variant: str
-    device: str
-    threads: int
-    tvm: LatencyStats
-    onnxruntime: LatencyStats
-    max_abs_diff_vs_onnxruntime: float
-    outputs: list[np.ndarray] = field(repr=False)
-
-
-def run_bench(artifact_dir: Path, data: np.ndarray, **options: Any) -> BenchResult:
-    """Benchmark one artifact against ONNX Runtime in interleaved rounds (``bench_artifacts`` options)."""
-    run = bench_artifacts({"tvm": Path(artifact_dir)}, data, **options)
-    return BenchResult(
-        artifact_dir=str(artifact_dir),
-        variant=load_artifact(Path(artifact_dir)).variant,
-        device=run.device,
-        threads=run.threads,
-        tvm=run.stats["tvm"],
-        onnxruntime=run.stats[REFERENCE],
-        max_abs_diff_vs_onnxruntime=run.max_abs_diff["tvm"],
-        outputs=run.outputs["tvm"],
-    )
 
 
 def format_profile(rows: list[OpTime]) -> str:

@@ -1,8 +1,13 @@
 """Latency against tuning budget: how many MetaSchedule trials a model needs to be worth it.
 
-One long tuning run is cut at each budget (``tune.truncated_database``), compiled with that
-prefix of the database and benchmarked against ONNX Runtime in the same process, so every point
-of the curve is a same-run ratio.
+One long tuning run is cut at each budget (``tuning_db.truncated_database``), compiled with that
+prefix of the database and benchmarked against ONNX Runtime in interleaved rounds, so every point
+of the curve is a same-run ratio. How long the full tuning run took is in ``metrics/tune.json``
+(the tune stage's report, kept out of the tuning directory that the compiles depend on), not here.
+
+No DVC stage runs this: each point is a full compile, and the input is a long MetaSchedule run
+that the pipeline does not make by default (``tune.enabled: false``). Run it by hand on a tuning
+directory (``yolov3-tvm curve``); its outputs are not committed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import numpy as np
 
 from ..compiler.compile import compile_onnx
 from ..compiler.tuning_db import load_summary, truncated_database
+from ..core.errors import UserError
 from ..core.files import atomic_file, write_json
 from ..core.options import CompileOptions
-from .bench import run_bench
+from .bench import bench_artifacts
+from .peers import REFERENCE
 
 
 def tuning_curve(
@@ -32,31 +39,36 @@ def tuning_curve(
     max_seconds: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Compile and bench at each trial budget in ``points``; one row per budget."""
-    summary = load_summary(tuning_dir)
+    if not load_summary(tuning_dir).get("trials"):  # checked before the first compile
+        raise UserError(
+            f"{tuning_dir} holds no tuning run (tuning was disabled or had 0 trials), so there is no curve to cut; "
+            "tune first: tune.enabled: true and dvc repro tune, or yolov3-tvm compile --tune"
+        )
     rows = []
-    for trials in points:
+    for budget in points:
         with tempfile.TemporaryDirectory(prefix="yolov3-tvm-curve-") as tmp:
-            database = truncated_database(tuning_dir, trials, Path(tmp) / "db") if trials else None
-            meta = compile_onnx(
+            database = truncated_database(tuning_dir, budget, Path(tmp) / "db") if budget else None
+            trials = load_summary(database)["trials"] if database else 0  # a budget past the run's end: all of it
+            built = compile_onnx(
                 Path(onnx_path), Path(tmp) / "artifact", replace(options, tuning_dir=str(database) if database else None)
             )
-            result = run_bench(Path(tmp) / "artifact", data, iters=iters, warmup=warmup, max_seconds=max_seconds)
-        assert result.onnxruntime is not None
+            run = bench_artifacts({"tvm": Path(tmp) / "artifact"}, data, iters=iters, warmup=warmup, max_seconds=max_seconds)
+        tvm, ort = run.stats["tvm"], run.stats[REFERENCE]
+        ratio = run.ratio("tvm", REFERENCE)
         rows.append(
             {
                 "trials": trials,
-                "tuned_functions": meta["tuned_functions"],
-                "tvm_ms": round(result.tvm.mean_ms, 4),
-                "onnxruntime_ms": round(result.onnxruntime.mean_ms, 4),
-                "tvm_vs_onnxruntime": round(result.tvm.mean_ms / result.onnxruntime.mean_ms, 3),
-                "max_abs_diff_vs_onnxruntime": result.max_abs_diff_vs_onnxruntime,
-                "iters": result.tvm.iters,
+                "tuned_functions": built.meta["tuned_functions"],
+                "tvm_ms": round(tvm.mean_ms, 4),
+                "onnxruntime_ms": round(ort.mean_ms, 4),
+                "tvm_vs_onnxruntime": round(ratio.of_means, 3),
+                "tvm_vs_onnxruntime_median": round(ratio.median, 3),
+                "max_abs_diff_vs_onnxruntime": run.max_abs_diff["tvm"],
+                "iters": tvm.iters,
             }
         )
-        print(f"[curve] {trials} trials: TVM {rows[-1]['tvm_ms']:.2f} ms, ORT {rows[-1]['onnxruntime_ms']:.2f} ms, "
-              f"ratio {rows[-1]['tvm_vs_onnxruntime']:.2f}x", flush=True)
-    for row in rows:
-        row["tune_seconds_full_run"] = summary.get("tune_seconds")
+        print(f"[curve] {rows[-1]['trials']} trials: TVM {rows[-1]['tvm_ms']:.2f} ms, ORT {rows[-1]['onnxruntime_ms']:.2f} ms, "
+              f"ratio {rows[-1]['tvm_vs_onnxruntime_median']:.2f}x", flush=True)
     return rows
 
 

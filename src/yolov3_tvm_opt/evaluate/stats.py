@@ -18,16 +18,6 @@ BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 
 
-def median(samples: Sequence[float]) -> float:
-    """The middle value (the mean of the middle two for an even count)."""
-    return float(np.median(np.asarray(samples, dtype=np.float64)))
-
-
-def p90(samples: Sequence[float]) -> float:
-    """The 90th percentile, linearly interpolated between samples (numpy's default)."""
-    return float(np.percentile(np.asarray(samples, dtype=np.float64), 90))
-
-
 def per_round_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> np.ndarray:
     """``numerator[i] / denominator[i]`` for every round both systems finished."""
     if len(numerator) != len(denominator) or not len(numerator):
