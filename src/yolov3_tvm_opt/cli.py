@@ -117,13 +117,9 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from contextlib import nullcontext
 
-    from .evaluate.bench import (
-        RemoteDevice,
-        artifact_copy,
-        bench_artifacts,
-        format_profile,
-    )
-    from .evaluate.detect import detections_for, save_detections, save_outputs
+    from .deploy.detect import detections_for, save_detections, save_outputs
+    from .deploy.profiler import format_profile
+    from .evaluate.bench import RemoteDevice, artifact_copy, bench_artifacts
     from .evaluate.images import draw_detections, model_input
     from .evaluate.report import latency_metrics, summary_table
     from .runtime import load_artifact

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.files import atomic_dir, write_json
 from ..runtime import create_vm, load_artifact
-from .detect import Detection, detections_for
+from ..deploy.detect import Detection, detections_for
 from .images import draw_detections, model_input
 from .photos import list_photos
 
