@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ..core.artifact_layout import META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, atomic_file, write_json
