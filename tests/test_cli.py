@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from yolov3_tvm_opt.cli import main
+from yolov3_tvm_opt.cli import build_parser, main
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -19,15 +20,17 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_tiny_finds_the_motorbike(tiny416_artifact, photos, tmp_path):
-    dets, vis = tmp_path / "d.json", tmp_path / "v.jpg"
+    dets, vis, raw = tmp_path / "d.json", tmp_path / "v.jpg", tmp_path / "o.npz"
     proc = cli(
         "bench", "--artifact_dir", str(tiny416_artifact), "--device", "cpu",
         "--image", str(photos["motorcycle_left"]), "--input_scale", "0.0039215686",
         "--iters", "1", "--warmup", "0", "--letterbox", "--nms", "--nms_iou", "0.45", "--score_thresh", "0.25",
-        "--save_dets", str(dets), "--save_vis", str(vis),
+        "--save_dets", str(dets), "--save_vis", str(vis), "--save_outputs", str(raw),
     )
     assert proc.returncode == 0, proc.stderr
     assert "avg latency (ms):" in proc.stdout
+    with np.load(raw) as saved:
+        assert list(saved) == ["output0"] and saved["output0"].shape[-1] == 85
     found = json.loads(dets.read_text())
     assert found and set(found[0]) == {"class_id", "class_name", "score", "box_xyxy"}
     assert "motorbike" in {d["class_name"] for d in found}
@@ -53,6 +56,9 @@ def test_several_artifacts_are_timed_in_the_same_rounds(tiny_artifacts, tmp_path
     assert any(line.startswith("speedup baseline / fastscatter ") and "x [" in line for line in proc.stdout.splitlines())
     stats = json.loads(result.read_text())["stats"]
     assert set(stats) == {"baseline", "fastscatter", "onnxruntime"} and {s["iters"] for s in stats.values()} == {3}
+    diffs = [line for line in proc.stdout.splitlines() if line.startswith("max |")]
+    assert [line.split(" - ")[0] for line in diffs] == ["max |baseline", "max |fastscatter"], proc.stdout
+    assert all(line.endswith(" of max |ORT|)") for line in diffs), diffs
     proc = cli("bench", "--aa", "--artifact_dir", str(tiny_artifacts["baseline"]), "--artifact_dir", str(tiny_artifacts["fastscatter"]))
     _one_line_error(proc, "--aa")
     _one_line_error(cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--peers", "tensorrt"), "unknown peer(s) tensorrt")
@@ -94,7 +100,7 @@ def test_compare_dets_reports_the_contract(tiny_artifacts, photos, tmp_path):
     assert json.loads((tmp_path / "acc.json").read_text())["passed"] is True
     proc = cli(
         "compare-dets", "--reference", str(tiny_artifacts["baseline"]), "--candidate", str(tiny_artifacts["fastscatter"]),
-        "--images", str(photo_dir), "--match_iou", "1.01",  # no box can pass: any reported box breaks it
+        "--images", str(photo_dir), "--match_score", "1",  # no box scores above 1: any reported box breaks it
         "--report_score", "0.0",
     )
     _one_line_error(proc, "does not detect what")
@@ -135,3 +141,61 @@ def test_export_onnx_rewrites_copies_or_refuses_in_one_line(tiny_onnx, tmp_path)
     garbage.write_bytes(b"\x00not onnx")
     _one_line_error(cli("export-onnx", "--onnx", str(garbage), "--out", str(tmp_path / "x.onnx")), "garbage.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+# Each bad number, and each flag pair no build can honour, is refused before anything is announced
+# or written: one `error:` line, exit 2, empty stdout, nothing in the output directory. The
+# artifact and ONNX paths do not exist, so an error about them would mean validation came late.
+BAD_INPUTS = [
+    (["bench", "--artifact_dir", "{missing}", "--score_thresh", "7", "--save_dets", "{out}/d.json"], "--score_thresh 7.0 is out of range: it must be in [0, 1]"),
+    (["bench", "--artifact_dir", "{missing}", "--nms_iou", "1.5"], "--nms_iou 1.5 is out of range"),
+    (["bench", "--artifact_dir", "{missing}", "--nms_iou", "nan"], "--nms_iou nan is out of range"),
+    (["bench", "--artifact_dir", "{missing}", "--iters", "0", "--json", "{out}/r.json"], "--iters 0 is out of range: it must be at least 1"),
+    (["bench", "--artifact_dir", "{missing}", "--warmup", "-1"], "--warmup -1"),
+    (["bench", "--artifact_dir", "{missing}", "--max_seconds", "-5"], "--max_seconds -5.0"),
+    (["bench", "--artifact_dir", "{missing}", "--threads", "-1"], "--threads -1"),
+    (["bench", "--artifact_dir", "{missing}", "--profile", "--profile_topk", "-1"], "--profile_topk -1"),
+    (["bench", "--artifact_dir", "{missing}", "--input_scale", "0"], "--input_scale 0.0 is out of range: it must be more than 0"),
+    (["bench", "--artifact_dir", "{missing}", "--seed", "-1", "--save_outputs", "{out}/o.npz"], "--seed -1"),
+    (["bench", "--artifact_dir", "{missing}", "--runner", "rpc", "--key", "k", "--tracker", "host:0"], "--tracker 0 is out of range"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--precision", "fp16"], "precision 'fp16' is not available for target 'llvm'"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--target", "cuda", "--cuda_arch", "hopper"], "sm_XY"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--precision", "bf16", "--weights", "separate"], "bf16 builds keep"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--size", "0"], "--size 0"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--threads", "-2"], "--threads -2"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--tune", "--trials", "-1"], "--trials -1"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--tune", "--trials_per_iter", "0"], "--trials_per_iter 0"),
+    (["compile", "--onnx", "{missing}", "--out_dir", "{out}/a", "--tune", "--tracker", "h:70000"], "--tracker 70000 is out of range: it must be in [1, 65535]"),
+    (["model", "--source", "yolov3", "--size", "100", "--out", "{out}/m.onnx"], "--size 100 is out of range: it must be a multiple of 32"),
+    (["model", "--source", "yolov3", "--seed", "-1", "--out", "{out}/m.onnx"], "--seed -1"),
+    (["compare-dets", "--reference", "{missing}", "--candidate", "{missing}", "--match_iou", "1.01", "--json", "{out}/a.json"], "--match_iou 1.01"),
+    (["compare-dets", "--reference", "{missing}", "--candidate", "{missing}", "--report_score", "-0.1"], "--report_score -0.1"),
+    (["compare-dets", "--reference", "{missing}", "--candidate", "{missing}", "--input_scale", "-1"], "--input_scale -1.0"),
+    (["bundle", "--artifact_dir", "{missing}", "--out", "{out}/b", "--input_scale", "-1"], "--input_scale -1.0"),
+    (["curve", "--onnx", "{missing}", "--tuning_dir", "{missing}", "--points", "0,-4", "--out", "{out}/c.json"], "--points -4"),
+    (["curve", "--onnx", "{missing}", "--tuning_dir", "{missing}", "--points", "0,many"], "--points '0,many' is not a comma-separated list"),
+    (["curve", "--onnx", "{missing}", "--tuning_dir", "{missing}", "--iters", "0", "--png", "{out}/c.png"], "--iters 0"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUTS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in BAD_INPUTS])
+def test_a_bad_input_is_refused_before_anything_is_announced_or_written(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [arg.format(missing=tmp_path / "missing", out=out) for arg in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], captured.err
+    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_letterbox_has_one_spelling_on_every_command_that_takes_an_input():
+    parser = build_parser()
+    for argv in (["bench", "--artifact_dir", "a"], ["bundle", "--artifact_dir", "a", "--out", "b"],
+                 ["compare-dets", "--reference", "a", "--candidate", "b"], ["curve", "--onnx", "m", "--tuning_dir", "t"]):
+        default = parser.parse_args(argv).letterbox
+        assert parser.parse_args(argv + ["--letterbox"]).letterbox is True, argv
+        assert parser.parse_args(argv + ["--no_letterbox"]).letterbox is False, argv
+        assert default == (argv[0] in ("bundle", "compare-dets")), argv  # the pipeline's input; bench and curve keep the seed's

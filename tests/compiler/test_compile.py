@@ -44,13 +44,6 @@ def test_bad_target_and_arch_are_user_errors():
         make_target(TargetOptions(kind="cuda", cuda_arch="hopper"))
 
 
-def test_bf16_with_separate_weights_is_refused_before_any_work(tmp_path):
-    options = CompileOptions(target=TargetOptions(precision="bf16"), weights="separate")
-    with pytest.raises(UserError, match="bf16 builds keep their weights in model.so"):
-        compile_onnx(tmp_path / "never_read.onnx", tmp_path / "out", options)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_corrupt_onnx_leaves_nothing_behind(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")

@@ -29,7 +29,7 @@ from typing import Any
 from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, sha256_file, write_json
-from ..core.options import WEIGHTS_MODES, CompileOptions
+from ..core.options import CompileOptions
 from ..core.tvm_loader import load_tvm
 from ..core.weights_file import write_weights
 from ..models.onnx_info import class_names, synthetic_seed
@@ -130,14 +130,6 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
     """
     onnx_path = Path(onnx_path)
     target = make_target(options.target)
-    if options.exec_mode not in ("bytecode", "compiled"):
-        raise UserError(f"exec_mode {options.exec_mode!r} is unknown; use bytecode or compiled")
-    if options.weights not in WEIGHTS_MODES:
-        raise UserError(f"weights {options.weights!r} is unknown; use {' or '.join(WEIGHTS_MODES)}")
-    if options.weights == "separate" and options.target.precision == "bf16":
-        # bf16 convs pack constant weights at compile time; weights given at run time would get the
-        # fp32 kernels, and meta.json would claim bf16
-        raise UserError("bf16 builds keep their weights in model.so; drop --weights separate, or build fp32")
     started = time.perf_counter()
     with interrupt_between_steps() as checkpoint:
         weights = []

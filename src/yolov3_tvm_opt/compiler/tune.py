@@ -170,8 +170,6 @@ def tune_model(onnx_path: Path, out_dir: Path, compile_options: CompileOptions, 
     directory holds an empty database that applies nothing, so the pipeline's compiles always
     have one to depend on.
     """
-    if options.trials < 0 or options.trials_per_task < 0:
-        raise UserError("tune.trials and tune.trials_per_task must be >= 0")
     target = make_target(compile_options.target)
     started = time.perf_counter()
     trials = options.trials if options.enabled else 0

@@ -12,7 +12,8 @@ flag), ``TargetOptions.kind`` in code and ``target_kind`` in meta.json; it is al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from .errors import UserError
 
@@ -38,6 +39,41 @@ def check_precision(target_kind: str, precision: str) -> None:
 # weights go to weights.bin beside it, as ONNX holds them, so both variants share one file and a
 # deploy bundle can ship (or regenerate) them once.
 WEIGHTS_MODES = ("embedded", "separate")
+EXEC_MODES = ("bytecode", "compiled")  # how the Relax VM runs the model
+
+
+class OptionError(UserError):
+    """A number outside its range, naming the option so each front end can say where it was set.
+
+    The dataclasses below refuse such a value when they are built, so the CLI (which names the
+    flag) and params.yaml (which names the key) share one rule and one check, and nothing is
+    announced or written before it ran.
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        super().__init__(f"{key} = {value!r} is out of range: it must be {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+def bounded(default: Any, low: float, high: float | None = None, *, above: bool = False, step: int = 1) -> Any:
+    """A dataclass field whose value must lie in [low, high] (``above``: strictly more than low), a multiple of ``step``."""
+    return field(default=default, metadata={"range": (low, high, above, step)})
+
+
+def check_range(key: str, value: Any, low: float, high: float | None = None, above: bool = False, step: int = 1) -> None:
+    """Refuse ``value`` outside [low, high] (or not above ``low``, or not a multiple of ``step``) with an ``OptionError``."""
+    inside = (value > low if above else value >= low) and (high is None or value <= high) and (step == 1 or value % step == 0)
+    if not inside:
+        allowed = f"in [{low:g}, {high:g}]" if high is not None else f"more than {low:g}" if above else f"at least {low:g}"
+        raise OptionError(key, value, f"a multiple of {step}, {allowed}" if step > 1 else allowed)
+
+
+def check_fields(options: Any) -> None:
+    """Every ``bounded`` field of an options dataclass in its range (``None`` means unset and passes)."""
+    for item in fields(options):
+        value = getattr(options, item.name)
+        if "range" in item.metadata and value is not None:
+            check_range(item.name, value, *item.metadata["range"])
 
 
 def device_of(target_kind: str) -> str:
@@ -52,8 +88,11 @@ class ModelOptions:
     """Which model the pipeline builds (params.yaml ``model``; ``yolov3-tvm model``)."""
 
     source: str = "yolov3-tiny"  # yolov3-tiny | yolov3 | path to an ONNX file
-    size: int = 416  # input height = width, a multiple of 32
-    seed: int = 0  # seed of yolov3's synthetic weights
+    size: int = bounded(416, 32, step=32)  # input height = width: YOLOv3's grids divide it by 32
+    seed: int = bounded(0, 0)  # seed of yolov3's synthetic weights
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -66,10 +105,17 @@ class TargetOptions:
 
     kind: str = "llvm"
     cuda_arch: str = "sm_90"  # sm_80 A100, sm_89 L4/4090, sm_90 H100
-    cpu_threads: int = 0  # llvm num-cores and the benchmark's threads; 0 = every usable core
+    cpu_threads: int = bounded(0, 0)  # llvm num-cores and the benchmark's threads; 0 = every usable core
     mcpu: str = "native"  # llvm -mcpu; native = this machine's CPU
     precision: str = "fp32"  # see PRECISIONS: llvm fp32 | bf16, cuda fp32 | fp16
     cuda_graph: bool = True  # cuda: capture the model's kernels in one CUDA graph (off: per-op profile works)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        device_of(self.kind)
+        check_precision(self.kind, self.precision)
+        if self.kind == "cuda" and not self.cuda_arch.startswith("sm_"):
+            raise UserError(f"cuda arch {self.cuda_arch!r} is not of the form sm_XY; pass e.g. sm_90 for H100")
 
     @property
     def device(self) -> str:
@@ -82,11 +128,22 @@ class CompileOptions:
 
     target: TargetOptions = field(default_factory=TargetOptions)
     fast_scatter_nd: bool = False  # the fastscatter variant
-    exec_mode: str = "bytecode"  # Relax VM mode: bytecode | compiled
-    size: int | None = None  # fixes a dynamic image input to size x size
+    exec_mode: str = EXEC_MODES[0]  # Relax VM mode: bytecode | compiled
+    size: int | None = bounded(None, 1)  # fixes a dynamic image input to size x size
     tuning_dir: str | None = None  # a tuning database to apply
     default_schedules: bool = True  # llvm: our schedules for functions without a tuning record
     weights: str = WEIGHTS_MODES[0]  # embedded | separate (see WEIGHTS_MODES)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.exec_mode not in EXEC_MODES:
+            raise UserError(f"exec_mode {self.exec_mode!r} is unknown; use {' or '.join(EXEC_MODES)}")
+        if self.weights not in WEIGHTS_MODES:
+            raise UserError(f"weights {self.weights!r} is unknown; use {' or '.join(WEIGHTS_MODES)}")
+        if self.weights == "separate" and self.target.precision == "bf16":
+            # bf16 convs pack constant weights at compile time; weights given at run time would get
+            # the fp32 kernels, and meta.json would claim bf16
+            raise UserError("bf16 builds keep their weights in model.so; drop --weights separate, or build fp32")
 
     @property
     def variant(self) -> str:
@@ -98,29 +155,35 @@ class TuneOptions:
     """The MetaSchedule budget and where candidates are measured (params.yaml ``tune``; ``compile --tune``)."""
 
     enabled: bool = False  # off: the tune stage writes an empty database and builds stay untuned
-    trials: int = 1024  # total trials over all tasks
-    trials_per_task: int = 0  # cap per task; 0 = none
-    trials_per_iter: int = 32  # candidates per task per round; 20 tasks x 32 fits 1024 trials
+    trials: int = bounded(1024, 0)  # total trials over all tasks
+    trials_per_task: int = bounded(0, 0)  # cap per task; 0 = none
+    trials_per_iter: int = bounded(32, 1)  # candidates per task per round; 20 tasks x 32 fits 1024 trials
     runner: str = "local"  # local | rpc
     tracker_host: str = "127.0.0.1"
-    tracker_port: int = 9190
+    tracker_port: int = bounded(9190, 1, 65535)
     key: str = ""  # the --key the rpc_servers registered with
-    rpc_timeout_s: int = 60
-    seed: int = 0
+    rpc_timeout_s: int = bounded(60, 1)
+    seed: int = bounded(0, 0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """How latency is measured and on what input (params.yaml ``bench``; ``yolov3-tvm bench``)."""
 
-    iters: int = 50  # rounds: each times every system (TVM variants and peers) once, in a shuffled order...
-    warmup: int = 5  # untimed rounds first
-    max_seconds: float = 40.0  # ...but stop the whole bench after the round in progress at this point; 0 = no bound
-    input_scale: float = 0.0039215686  # 1/255: the pretrained Darknet weights expect pixels in [0, 1]
+    iters: int = bounded(50, 1)  # rounds: each times every system (TVM variants and peers) once, in a shuffled order...
+    warmup: int = bounded(5, 0)  # untimed rounds first
+    max_seconds: float = bounded(40.0, 0)  # ...but stop the whole bench after the round in progress at this point; 0 = no bound
+    input_scale: float = bounded(0.0039215686, 0, above=True)  # 1/255: the pretrained Darknet weights expect pixels in [0, 1]
     image: str = "pictures/photos/motorcycle_left.png"  # "" = seeded random input
     letterbox: bool = True  # keep the aspect ratio and pad grey, as Darknet trains
-    profile_topk: int = 20  # per-op Top-K; 0 = no profile
-    seed: int = 0  # the round order, the bootstrap's resampling, and the random input when image is ""
+    profile_topk: int = bounded(20, 0)  # per-op Top-K; 0 = no profile
+    seed: int = bounded(0, 0)  # the round order, the bootstrap's resampling, and the random input when image is ""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 # The CLI's `bench` keeps the seed tool's behaviour, which users' scripts rely on: pixels in
@@ -128,6 +191,23 @@ class BenchOptions:
 # `--profile`. The pipeline measures the pretrained model the way it was trained (1/255,
 # letterbox) and bounds a variant's time so that a slow untuned build cannot hold it for hours.
 SEED_BENCH = replace(BenchOptions(), input_scale=1.0, letterbox=False, max_seconds=0.0, image="", profile_topk=20)
+
+# `yolov3-tvm curve` builds and times the model once per trial budget, so each build gets a short
+# bench, on random pixels unless --image is given (the latency does not depend on what they show).
+CURVE_BENCH = replace(BenchOptions(), iters=10, warmup=2, max_seconds=30.0, image="", letterbox=False)
+
+
+@dataclass(frozen=True)
+class CurveOptions:
+    """Latency against tuning budget from one tuning database (``yolov3-tvm curve``)."""
+
+    points: tuple[int, ...] = (0, 64, 256, 1024)  # trial budgets: each build applies that many of the database's trials
+    out: str = "metrics/tuning_curve.json"
+    png: str = "metrics/plots/tuning_curve.png"
+
+    def __post_init__(self) -> None:
+        for point in self.points:
+            check_range("points", point, 0)
 
 
 # How far a deployed run may stray from ONNX Runtime's CPU output on the bundle's input, by the
@@ -143,8 +223,11 @@ class VisualizeOptions:
     """Detections drawn on photos (params.yaml ``visualize``; ``bench --save_vis``)."""
 
     images: str = "pictures/photos"  # every .jpg/.jpeg/.png here gets boxes drawn
-    score_thresh: float = 0.25
-    nms_iou: float = 0.45
+    score_thresh: float = bounded(0.25, 0, 1)  # scores are objectness x class probability
+    nms_iou: float = bounded(0.45, 0, 1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -156,8 +239,11 @@ class AccuracyOptions:
     the matching side keeps a 0.36-vs-0.34 box from flapping.
     """
 
-    report_score: float = 0.35
-    match_score: float = 0.25
-    match_iou: float = 0.9
-    nms_iou: float = 0.45  # the NMS that picks the reported boxes
+    report_score: float = bounded(0.35, 0, 1)
+    match_score: float = bounded(0.25, 0, 1)
+    match_iou: float = bounded(0.9, 0, 1)
+    nms_iou: float = bounded(0.45, 0, 1)  # the NMS that picks the reported boxes
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 

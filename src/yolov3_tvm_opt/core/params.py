@@ -1,7 +1,8 @@
 """params.yaml as the option dataclasses of ``core.options``, checked once, so every stage fails the same clear way.
 
 A stage script reads its sections from here and hands them to the same library functions the
-CLI calls; an unknown key or a value of the wrong type is one clear error, not a traceback.
+CLI calls; an unknown key, a value of the wrong type or a number out of its range (the same
+check the CLI's flags get, in ``core.options``) is one clear error, not a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .errors import UserError
 from .options import (
     BenchOptions,
     ModelOptions,
+    OptionError,
     TargetOptions,
     TuneOptions,
     VisualizeOptions,
@@ -54,4 +56,9 @@ def load_section(name: str, path: Path = PARAMS_FILE) -> Any:
         if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
             raise UserError(f"{path}: {name}.{key} = {value!r} should be a {wanted.__name__}")
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except OptionError as exc:
+        raise UserError(f"{path}: {name}.{exc.key} = {exc.value!r} is out of range: it must be {exc.allowed}; fix it there") from None
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.files import atomic_file, write_json
 from .bench import BenchRun
 from .peers import REFERENCE
@@ -40,11 +42,30 @@ def latency_metrics(run: BenchRun, speedup: tuple[str, str] = ("baseline", "fast
     for variant in run.tvm:
         for peer in run.peers:
             metrics.update(_ratio_keys(f"{variant}_vs_{peer}", run.ratio(variant, peer)))
-    metrics["max_abs_diff_vs_onnxruntime"] = max(run.max_abs_diff[name] for name in run.tvm)
-    for peer in run.peers:
-        if peer != REFERENCE:
-            metrics[f"max_abs_diff_{peer}_vs_onnxruntime"] = run.max_abs_diff[peer]
+    metrics.update(diff_metrics(run))
     metrics["threads"] = run.threads
+    return metrics
+
+
+def diff_metrics(run: BenchRun) -> dict[str, float]:
+    """Each system's max |output - ONNX Runtime's|, absolute and relative to ONNX Runtime's largest |output|.
+
+    The absolute number alone says little: on random pixels in [0, 255] a YOLO head's raw outputs
+    reach about 1e18, where a difference of 1e11 is float32 rounding. ``max_abs_diff_vs_onnxruntime``
+    (and its relative twin) is the worst TVM build, the key older metrics files have. Against an
+    all-zero reference the relative difference is 0 where a system agrees and 1 where it does not.
+    """
+    scale = max(float(np.max(np.abs(np.asarray(out, np.float64)))) for out in run.outputs[REFERENCE])
+    systems = [name for name in run.stats if name != REFERENCE]
+    absolute = {name: run.max_abs_diff[name] for name in systems}
+    relative = {name: diff / scale if scale > 0 else float(diff > 0) for name, diff in absolute.items()}
+    metrics = {
+        "max_abs_diff_vs_onnxruntime": max(absolute[name] for name in run.tvm),
+        "max_rel_diff_vs_onnxruntime": max(relative[name] for name in run.tvm),
+    }
+    for name in systems:
+        metrics[f"max_abs_diff_{name}_vs_onnxruntime"] = absolute[name]
+        metrics[f"max_rel_diff_{name}_vs_onnxruntime"] = relative[name]
     return metrics
 
 
@@ -145,7 +166,7 @@ def summary_table(metrics: dict[str, float]) -> str:
         )
     lines.append("ratios (time / time; median of per-round ratios [95% CI]; ratio of means):")
     ratios = ["speedup"] if "speedup" in metrics else []
-    ratios += [key for key in metrics if "_vs_" in key and not key.startswith("max_abs_diff")
+    ratios += [key for key in metrics if "_vs_" in key and not key.startswith(("max_abs_diff", "max_rel_diff"))
                and not key.endswith(("_median", "_ci_low", "_ci_high"))]
     for key in ratios:
         if f"{key}_median" in metrics:
@@ -155,8 +176,12 @@ def summary_table(metrics: dict[str, float]) -> str:
             )
         else:
             lines.append(f"{key} {metrics[key]:.2f}x  (ratio of means)")
-    lines.append(f"max |TVM - ORT|: {metrics['max_abs_diff_vs_onnxruntime']:.3g}")
+    if "max_rel_diff_vs_onnxruntime" not in metrics:  # a file from before the per-system differences
+        lines.append(f"max |TVM - ORT|: {metrics['max_abs_diff_vs_onnxruntime']:.3g}")
     for key in metrics:
         if key.startswith("max_abs_diff_") and key != "max_abs_diff_vs_onnxruntime":
-            lines.append(f"max |{key.removeprefix('max_abs_diff_').removesuffix('_vs_onnxruntime')} - ORT|: {metrics[key]:.3g}")
+            system = key.removeprefix("max_abs_diff_").removesuffix("_vs_onnxruntime")
+            relative = metrics.get(f"max_rel_diff_{system}_vs_onnxruntime")
+            share = f" ({relative:.2g} of max |ORT|)" if relative is not None else ""
+            lines.append(f"max |{system} - ORT|: {metrics[key]:.3g}{share}")
     return "\n".join(lines)
