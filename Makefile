@@ -78,15 +78,17 @@ plots: setup
 SWEEP_JOBS ?= 1
 SWEEP_SIZES ?= 224 320
 SWEEP_THREADS ?= 1 2
+# model sources too, e.g. SWEEP_SOURCES="yolov3-tiny yolov3-tiny-torch" (the torch export, SiLU)
+SWEEP_SOURCES ?= yolov3-tiny
 sweep: setup
-	@for size in $(SWEEP_SIZES); do for threads in $(SWEEP_THREADS); do \
-	  $(DVC) exp run --queue -C pictures/photos -S model.size=$$size -S target.cpu_threads=$$threads \
-	    -S bench.max_seconds=15 || exit 1; \
-	done; done
+	@for source in $(SWEEP_SOURCES); do for size in $(SWEEP_SIZES); do for threads in $(SWEEP_THREADS); do \
+	  $(DVC) exp run --queue -C pictures/photos -S model.source=$$source -S model.size=$$size \
+	    -S target.cpu_threads=$$threads -S bench.max_seconds=15 || exit 1; \
+	done; done; done
 	$(DVC) queue start -j $(SWEEP_JOBS)
 	@while $(DVC) queue status | grep -qE 'Queued|Running'; do sleep 15; echo ".. $$($(DVC) queue status | grep -cE 'Queued|Running') experiments left"; done
 	$(DVC) queue status
-	$(DVC) exp show --md --only-changed --drop 'Created|State' --keep 'size|threads|_ms$$|speedup'
+	$(DVC) exp show --md --only-changed --drop 'Created|State' --keep 'source|size|threads|_ms$$|speedup'
 
 clean:
 	rm -rf artifacts bundle build models pictures/vis metrics/plots/html .pytest_cache .hypothesis

@@ -13,7 +13,8 @@ def main(args: argparse.Namespace) -> None:
     model = load_section("model")
     info = build_model(model.source, model.size, Path(args.out), seed=model.seed)
     note = " (synthetic weights: for latency only)" if info.synthetic else ""
-    print(f"model: {info.source} at {info.size}px, {info.scatternd_nodes} ScatterND nodes -> {info.path}{note}")
+    print(f"model: {info.source} at {info.size}px, {info.scatternd_nodes} ScatterND nodes -> {info.path}{note}"
+          f"{info.outputs_note}")
 
 
 if __name__ == "__main__":

@@ -108,14 +108,14 @@ def _cmd_model(args: argparse.Namespace) -> None:
     info = build_model(model.source, model.size, Path(args.out), seed=model.seed)
     kind = "synthetic weights, for latency only" if info.synthetic else "real weights"
     print(f"wrote {args.out}: {info.source} at {model.size}px ({kind}), input {info.input.name} "
-          f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes")
+          f"{list(info.input.shape)}, {info.scatternd_nodes} ScatterND nodes{info.outputs_note}")
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> None:
     from .models.onnx_export import export_noscatter
 
-    report = export_noscatter(Path(args.onnx), Path(args.out))
-    if not report.rewritten and not report.kept:
+    report = export_noscatter(Path(args.onnx), Path(args.out), args.size)
+    if not report.rewritten and not report.kept and not report.folded and args.size is None:
         print(f"no ScatterND in {args.onnx}: nothing to rewrite, copied it unchanged to {args.out}")
     else:
         print(f"wrote {args.out}: {report.summary()}")
@@ -198,7 +198,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 def _print_bench(run: BenchRun, name: str, others: list[str], aa: bool) -> None:
     """The seed's report: skipped peers, the profile, the table with every ratio, the avg latency line last."""
-    from .evaluate.bench import format_profile
+    from .deploy.profiler import format_profile
     from .evaluate.report import latency_metrics, summary_table
 
     for peer, reason in run.skipped.items():
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_defaults = ModelOptions()
     model = command("model", _cmd_model, "write a YOLOv3 ONNX: real yolov3-tiny, synthetic yolov3, or your ONNX")
-    model.add_argument("--source", required=True, help="yolov3-tiny | yolov3 | path to an ONNX file")
+    model.add_argument("--source", required=True, help="yolov3-tiny | yolov3 | yolov3-torch | yolov3-tiny-torch | path to an ONNX file")
     model.add_argument("--size", type=int, default=model_defaults.size, help="input height = width, a multiple of 32")
     model.add_argument("--out", required=True)
     model.add_argument("--seed", type=int, default=model_defaults.seed, help="seed of yolov3's synthetic weights")
@@ -420,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = command("export-onnx", _cmd_export_onnx, "rewrite provably dense ScatterND to Slice + Concat, for any runtime")
     export.add_argument("--onnx", required=True, help="the model to rewrite")
     export.add_argument("--out", required=True, help="where the ScatterND-free model goes (written atomically)")
+    export.add_argument("--size", type=int, default=None,
+                        help="fix a dynamic image input to size x size first (its Shape-computed grids then fold)")
 
     comp = command("compile", _cmd_compile, "ONNX -> TVM artifact directory (model.so + meta.json)")
     comp.add_argument("--onnx", required=True)

@@ -109,7 +109,7 @@ def test_broken_or_unsuitable_onnx_files_are_user_errors(tmp_path):
         with pytest.raises(UserError, match=message):
             sources.build_model(str(path), 64, tmp_path / "out" / "model.onnx")
     assert not (tmp_path / "out").exists()
-    with pytest.raises(UserError, match="neither yolov3-tiny nor yolov3"):
+    with pytest.raises(UserError, match="none of yolov3-tiny, yolov3, yolov3-torch"):
         sources.build_model("yolov5s", 64, tmp_path / "model.onnx")
 
 

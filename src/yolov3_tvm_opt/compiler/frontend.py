@@ -11,7 +11,8 @@ import onnx
 
 from ..core.errors import UserError
 from ..core.tvm_loader import load_tvm
-from ..models.onnx_info import read_input_spec
+from ..models.fold import fold_constants
+from ..models.onnx_info import input_spec, load_onnx, pin_input
 
 tvm = load_tvm()
 
@@ -39,9 +40,51 @@ def conv_weight_names(model: onnx.ModelProto) -> set[str]:
     return {name for node in model.graph.node if node.op_type == "Conv" for name in node.input[1:3] if name in initializers}
 
 
+def _failing_node(exc: BaseException) -> onnx.NodeProto | None:
+    """The ONNX node TVM's importer was converting when it raised (its loop's ``node``), if it can be found."""
+    tb = exc.__traceback__
+    node = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_construct_nodes":
+            node = tb.tb_frame.f_locals.get("node")
+        tb = tb.tb_next
+    return node if isinstance(node, onnx.NodeProto) else None
+
+
+def _import_error(onnx_path: Path, model: onnx.ModelProto, exc: Exception) -> UserError:
+    """One line: the node TVM could not import, why, and what would make it importable."""
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    node = _failing_node(exc)
+    if node is None:
+        return UserError(f"TVM's ONNX frontend cannot import {onnx_path} ({reason}); TVM {tvm.__version__} lacks "
+                         "what it names: replace that in the export, or report it to TVM with this message")
+    constant = {init.name for init in model.graph.initializer}
+    constant |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    computed = [x for x in node.input[1:] if x and x not in constant]
+    where = f"{node.op_type} node {node.name or node.output[0]!r} of {onnx_path}"
+    if computed and any(word in str(exc).lower() for word in ("dynamic", "constant")):
+        advice = (f"its input {computed[0]!r} is computed from the image at run time even after constant folding, "
+                  "and TVM needs it constant; export the model so that this input does not depend on the image")
+    else:
+        advice = f"TVM {tvm.__version__} does not import this {node.op_type} as exported; replace it in the export"
+    return UserError(f"TVM's ONNX frontend cannot import the {where} ({reason}); {advice}")
+
+
 def _translate(onnx_path: Path, size: int | None, keep_params_in_input: bool) -> tuple[Any, Any, onnx.ModelProto]:
-    spec = read_input_spec(onnx_path, size)
-    model = onnx.load(str(onnx_path))
+    """The model with its input fixed and constants folded (``models.fold``), then imported.
+
+    Folding first turns torch's computed pads and scatter indices into initializers and removes
+    the Shape nodes of a dynamic-axes export, which would otherwise reach the build as symbolic
+    loop extents.
+    """
+    model = load_onnx(Path(onnx_path))
+    spec = input_spec(model, size, onnx_path)
+    model, report = fold_constants(pin_input(model, size, onnx_path))
+    if report.dynamic_shapes:
+        name, tensor = next(iter(report.dynamic_shapes.items()))
+        raise UserError(f"the Shape node {name!r} of {onnx_path} reads {tensor!r}, whose shape stays unknown with the "
+                        f"input fixed at {list(spec.shape)} (it depends on values computed at run time); "
+                        "TVM builds need static shapes: export the model without that data-dependent shape")
     try:
         mod = from_onnx(
             model,
@@ -50,10 +93,13 @@ def _translate(onnx_path: Path, size: int | None, keep_params_in_input: bool) ->
             keep_params_in_input=keep_params_in_input,
         )
     except Exception as exc:  # the frontend raises many types for unsupported graphs
-        raise UserError(
-            f"TVM's ONNX frontend cannot import {onnx_path}: {type(exc).__name__}: {str(exc).splitlines()[0]}; "
-            "re-export the model with opset 11-17 and static shapes"
-        ) from exc
+        raise _import_error(onnx_path, model, exc) from exc
+    symbolic = relax.analysis.defined_symbolic_vars(mod["main"])
+    if symbolic:
+        raise UserError(f"{onnx_path} imports with symbolic extents ({', '.join(map(str, symbolic))}) even with the input "
+                        f"fixed at {list(spec.shape)} and its constants folded, so a shape in it depends on values "
+                        "computed at run time (NonZero, a computed TopK k, ...); TVM builds need static shapes: "
+                        "export the model without data-dependent shapes")
     return mod, spec, model
 
 

@@ -87,7 +87,7 @@ def device_of(target_kind: str) -> str:
 class ModelOptions:
     """Which model the pipeline builds (params.yaml ``model``; ``yolov3-tvm model``)."""
 
-    source: str = "yolov3-tiny"  # yolov3-tiny | yolov3 | path to an ONNX file
+    source: str = "yolov3-tiny"  # yolov3-tiny | yolov3 | yolov3-torch | yolov3-tiny-torch | path to an ONNX file
     size: int = bounded(416, 32, step=32)  # input height = width: YOLOv3's grids divide it by 32
     seed: int = bounded(0, 0)  # seed of yolov3's synthetic weights
 

@@ -12,10 +12,10 @@ Slices and concats only copy, so the rewritten model's outputs are bit-identical
 (add/mul/min/max) first combines the updates with the old slice of the box, element by element
 as ScatterND would (a dense box has no duplicate index, so the order of updates cannot matter).
 
-"Constant indices" covers initializers, Constant nodes, and short constant-foldable chains over
-them (exporters and frontends wrap indices in ``Where(Less(i, 0), Add(i, dim), i)``); those are
-evaluated here with numpy for the few ops such chains use. An op outside that set, a runtime
-input, a dynamic data shape or indices that are not a box: the ScatterND stays, with the reason
+Constant subgraphs are folded first (``models.fold``): torch builds the indices through chains of
+ConstantOfShape / Where / Expand / Concat, other exporters wrap them in ``Where(Less(i, 0),
+Add(i, dim), i)``, and after folding they are initializers. Indices computed from a graph input,
+a dynamic data shape or indices that are not a box: the ScatterND stays, with the reason
 reported. Nodes and initializers that only fed the rewritten scatters are dropped.
 """
 
@@ -32,7 +32,8 @@ from onnx import helper, numpy_helper
 from ..core.errors import UserError
 from ..core.files import write_bytes
 from .dense_box import dense_box, replace_box
-from .onnx_info import load_onnx
+from .fold import fold_constants, static_shapes, subgraph_reads
+from .onnx_info import load_onnx, pin_input
 
 SCATTER = "ScatterND"
 _COMBINE = {"add": "Add", "mul": "Mul", "min": "Min", "max": "Max"}
@@ -46,21 +47,19 @@ class ExportReport:
     nodes_after: int
     rewritten: list[str]
     kept: dict[str, str] = field(default_factory=dict)
+    folded: int = 0  # constant nodes folded to initializers first
 
     def summary(self) -> str:
+        folded = f"folded {self.folded} constant nodes; " if self.folded else ""
         if not self.rewritten and not self.kept:
-            return "no ScatterND in the model: nothing to rewrite"
-        line = (f"{len(self.rewritten)} of {len(self.rewritten) + len(self.kept)} ScatterND rewritten to "
+            return f"{folded}no ScatterND in the model: nothing to rewrite"
+        line = (f"{folded}{len(self.rewritten)} of {len(self.rewritten) + len(self.kept)} ScatterND rewritten to "
                 f"Slice + Concat, {len(self.kept)} left; nodes {self.nodes_before} -> {self.nodes_after}")
         return "\n".join([line, *(f"  left {name!r}: {why}" for name, why in self.kept.items())])
 
 
 class _NotConstant(Exception):
-    """Raised while folding an index chain that reaches something only known at run time."""
-
-
-def _broadcast(op: Callable[..., np.ndarray]) -> Callable[[onnx.NodeProto, list[np.ndarray]], np.ndarray]:
-    return lambda node, xs: np.asarray(op(*xs))
+    """Raised for scatter indices that are only known at run time."""
 
 
 def _attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
@@ -70,121 +69,38 @@ def _attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     return default
 
 
-def _axes(node: onnx.NodeProto, xs: list[np.ndarray]) -> list[int] | None:
-    """Unsqueeze/Squeeze axes: an attribute before opset 13, the second input since."""
-    if len(xs) > 1:
-        return [int(a) for a in xs[1]]
-    axes = _attr(node, "axes")
-    return None if axes is None else [int(a) for a in axes]
-
-
-def _constant(node: onnx.NodeProto, xs: list[np.ndarray]) -> np.ndarray:
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-        if a.name in ("value_int", "value_ints"):
-            return np.asarray(helper.get_attribute_value(a), np.int64)
-        if a.name in ("value_float", "value_floats"):
-            return np.asarray(helper.get_attribute_value(a), np.float32)
-    raise _NotConstant(f"Constant {node.name!r} holds a kind of value we do not fold")
-
-
-def _unsqueeze(node: onnx.NodeProto, xs: list[np.ndarray]) -> np.ndarray:
-    axes = _axes(node, xs) or []
-    rank = xs[0].ndim + len(axes)
-    out = xs[0]
-    for axis in sorted(a % rank for a in axes):
-        out = np.expand_dims(out, axis)
-    return out
-
-
-def _squeeze(node: onnx.NodeProto, xs: list[np.ndarray]) -> np.ndarray:
-    axes = _axes(node, xs)
-    return np.squeeze(xs[0]) if axes is None else np.squeeze(xs[0], axis=tuple(a % xs[0].ndim for a in axes))
-
-
-def _reshape(node: onnx.NodeProto, xs: list[np.ndarray]) -> np.ndarray:
-    shape = [int(d) for d in xs[1]]
-    if not _attr(node, "allowzero", 0):
-        shape = [xs[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
-    return xs[0].reshape(shape)
-
-
-# The ops index chains are built from; anything else means "not constant" and the scatter stays.
-_FOLD: dict[str, Callable[[onnx.NodeProto, list[np.ndarray]], np.ndarray]] = {
-    "Constant": _constant,
-    "Identity": lambda node, xs: xs[0],
-    "Cast": lambda node, xs: xs[0].astype(helper.tensor_dtype_to_np_dtype(int(_attr(node, "to")))),
-    "Gather": lambda node, xs: np.take(xs[0], xs[1], axis=int(_attr(node, "axis", 0))),
-    "Unsqueeze": _unsqueeze,
-    "Squeeze": _squeeze,
-    "Concat": lambda node, xs: np.concatenate(xs, axis=int(_attr(node, "axis"))),
-    "Reshape": _reshape,
-    "Expand": lambda node, xs: np.broadcast_to(xs[0], np.broadcast_shapes(xs[0].shape, tuple(int(d) for d in xs[1]))).copy(),
-    "Less": _broadcast(np.less),
-    "Greater": _broadcast(np.greater),
-    "Equal": _broadcast(np.equal),
-    "Not": _broadcast(np.logical_not),
-    "Add": _broadcast(np.add),
-    "Sub": _broadcast(np.subtract),
-    "Mul": _broadcast(np.multiply),
-    "Neg": _broadcast(np.negative),
-    "Where": _broadcast(np.where),
-}
-
-
-def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Every tensor whose shape shape inference pins down completely."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except onnx.shape_inference.InferenceError as exc:
-        raise UserError(f"ONNX shape inference fails on this model ({str(exc).splitlines()[0]}); "
-                        "re-export it with consistent shapes") from None
-    shapes = {}
-    g = inferred.graph
-    for vi in (*g.input, *g.value_info, *g.output):
-        dims = vi.type.tensor_type.shape.dim if vi.type.tensor_type.HasField("shape") else None
-        if dims is not None and all(d.HasField("dim_value") for d in dims):
-            shapes[vi.name] = tuple(d.dim_value for d in dims)
-    for init in g.initializer:
-        shapes[init.name] = tuple(init.dims)
-    return shapes
-
-
 class _Constants:
-    """Folds the tensors a graph computes from constants alone, on demand and once each."""
+    """The index tensors a folded graph holds as constants, or why one is not constant."""
 
     def __init__(self, graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]]) -> None:
         self.initializers = {init.name: init for init in graph.initializer}
         self.producer = {out: node for node in graph.node for out in node.output}
         self.shapes = shapes
-        self.values: dict[str, np.ndarray] = {}
 
     def value(self, name: str) -> np.ndarray:
         """The tensor's value, or ``_NotConstant`` saying what it depends on at run time."""
-        if name in self.values:
-            return self.values[name]
         if name in self.initializers:
-            result = numpy_helper.to_array(self.initializers[name])
-        elif name not in self.producer:
+            return numpy_helper.to_array(self.initializers[name])
+        if name not in self.producer:
             raise _NotConstant(f"indices come from the graph input {name!r}")
-        else:
-            node = self.producer[name]
-            if node.op_type == "Shape" and node.domain in ("", "ai.onnx"):
-                result = self._shape(node)
-            elif node.op_type in _FOLD and node.domain in ("", "ai.onnx"):
-                result = _FOLD[node.op_type](node, [self.value(x) for x in node.input if x])
-            else:
-                raise _NotConstant(f"indices are computed at run time (by {node.op_type} {node.name!r})")
-        self.values[name] = result
-        return result
+        node = self.producer[name]
+        inputs = sorted(self._graph_inputs(name))
+        source = f" from {', '.join(map(repr, inputs))}" if inputs else ""
+        raise _NotConstant(f"indices are computed at run time{source} (by {node.op_type} {node.name!r})")
 
-    def _shape(self, node: onnx.NodeProto) -> np.ndarray:
-        shape = self.shapes.get(node.input[0])
-        if shape is None:
-            raise _NotConstant(f"indices depend on the dynamic shape of {node.input[0]!r}")
-        start, end = int(_attr(node, "start", 0)), _attr(node, "end")
-        return np.asarray(shape[start : None if end is None else int(end)], np.int64)
+    def _graph_inputs(self, name: str) -> set[str]:
+        """The graph inputs ``name`` is computed from (constant folding already removed every constant chain)."""
+        seen, pending, found = set(), [name], set()
+        while pending:
+            x = pending.pop()
+            if x in seen or x in self.initializers:
+                continue
+            seen.add(x)
+            if x in self.producer:
+                pending.extend(i for i in self.producer[x].input if i)
+            else:
+                found.add(x)
+        return found
 
 
 class _Emitter:
@@ -261,16 +177,6 @@ def _rewrite_one(node: onnx.NodeProto, constants: _Constants, emit: _Emitter) ->
     return None
 
 
-def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
-    """Outer tensors an If/Loop/Scan body may read (every name its nodes read, to be safe)."""
-    names: set[str] = set()
-    for a in node.attribute:
-        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            names.update(x for n in sub.node for x in n.input if x)
-            names.update(x for n in sub.node for x in _subgraph_reads(n))
-    return names
-
-
 def _needed(graph: onnx.GraphProto, keep: Callable[[onnx.NodeProto], bool]) -> tuple[list[onnx.NodeProto], set[str]]:
     """The nodes the outputs (and the nodes ``keep`` pins) depend on, and every name they read."""
     needed = {out.name for out in graph.output}
@@ -279,7 +185,7 @@ def _needed(graph: onnx.GraphProto, keep: Callable[[onnx.NodeProto], bool]) -> t
         if keep(node) or any(out in needed for out in node.output):
             kept.append(node)
             needed.update(x for x in node.input if x)
-            needed |= _subgraph_reads(node)
+            needed |= subgraph_reads([node])
     return kept[::-1], needed
 
 
@@ -306,15 +212,17 @@ def _drop_dead(graph: onnx.GraphProto, was_needed: set[str], dead_before: set[tu
 
 
 def rewrite_dense_scatternd(model: onnx.ModelProto) -> tuple[onnx.ModelProto, ExportReport]:
-    """A copy of ``model`` with every provably dense ScatterND replaced; the input is not changed."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    """A copy of ``model``, its constant subgraphs folded (``models.fold``), with every provably dense ScatterND replaced.
+
+    The input is not changed.
+    """
+    nodes_before = len(model.graph.node)
+    out, folding = fold_constants(model)
     graph = out.graph
-    nodes_before = len(graph.node)
     scatters = [n for n in graph.node if n.op_type == SCATTER and n.domain in ("", "ai.onnx")]
     if not scatters:
-        return out, ExportReport(nodes_before, nodes_before, [])
-    constants = _Constants(graph, _static_shapes(model))
+        return out, ExportReport(nodes_before, len(graph.node), [], folded=folding.folded)
+    constants = _Constants(graph, static_shapes(out))
     _, was_needed = _needed(graph, keep=lambda node: False)
     dead_before = {tuple(node.output) for node in graph.node if not any(o in was_needed for o in node.output)}
     taken = {x for node in graph.node for x in (*node.input, *node.output, node.name)}
@@ -338,19 +246,23 @@ def rewrite_dense_scatternd(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Ex
     graph.node.extend(new_nodes)
     graph.initializer.extend(emit.initializers)
     _drop_dead(graph, was_needed, dead_before)
-    return out, ExportReport(nodes_before, len(graph.node), rewritten, kept)
+    return out, ExportReport(nodes_before, len(graph.node), rewritten, kept, folding.folded)
 
 
-def export_noscatter(onnx_path: Path, out: Path) -> ExportReport:
-    """Write ``onnx_path`` with its dense ScatterNDs rewritten to ``out`` (atomically), checked.
+def export_noscatter(onnx_path: Path, out: Path, size: int | None = None) -> ExportReport:
+    """Write ``onnx_path`` folded and with its dense ScatterNDs rewritten to ``out`` (atomically), checked.
 
-    A model with no ScatterND is copied unchanged, byte for byte, so a pipeline can always read
+    ``size`` fixes a dynamic image input first (``onnx_info.pin_input``), so that the grids and
+    indices a dynamic-axes export computes from Shape nodes fold too. A model with no ScatterND
+    and nothing to fold is copied unchanged, byte for byte, so a pipeline can always read
     ``out``; the report says there was nothing to do.
     """
     onnx_path, out = Path(onnx_path), Path(out)
     model = load_onnx(onnx_path)
+    if size is not None:
+        model = pin_input(model, size, onnx_path)
     rewritten, report = rewrite_dense_scatternd(model)
-    if not report.rewritten and not report.kept:
+    if not report.rewritten and not report.kept and not report.folded and size is None:
         write_bytes(out, onnx_path.read_bytes())
         return report
     rewritten = onnx.shape_inference.infer_shapes(rewritten)

