@@ -44,7 +44,7 @@ def optimize(
     It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
     with five additions: our scatter_nd legalization may replace TOPI's; on llvm conv2d
     weights are packed for output-channel vectors (``conv_packing``, in tuning too) and
-    gated activations, sigmoid and exp become single vectorisable ops (``fast_activations``); a MetaSchedule
+    SiLU and HardSwish become single vectorisable ops (``fast_activations``); a MetaSchedule
     database, when given, is applied right after fusion, for the tasks where the search beat our
     default schedule (``tuning_db.improving_records``); and on llvm our ``cpu_schedule`` rules give the
     remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
