@@ -29,10 +29,11 @@ TARGET = make_target(TargetOptions(cpu_threads=2))
 AVX2 = make_target(TargetOptions(cpu_threads=2, mcpu="x86-64-v3"))  # 8 lanes, 16 registers
 
 
-def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_stride=2):
+def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_stride=2, zero_pad=False):
     """Conv(+bias) -> LeakyRelu/none -> MaxPool(2), like a Darknet block.
 
-    MaxPool stride 1 pads one column and row, as yolov3-tiny's 13 x 13 pool does.
+    MaxPool stride 1 pads one column and row, as yolov3-tiny's 13 x 13 pool does; with
+    ``zero_pad`` a Pad node does that instead, as torch's ZeroPad2d exports it.
     """
     rng = np.random.default_rng(cin * cout + kernel)
     inits = [
@@ -46,6 +47,10 @@ def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_st
         nodes.append(helper.make_node("LeakyRelu", ["c"], ["a"], alpha=0.1))
         last = "a"
     pool_pads = [0, 0, 1, 1] if pool_stride == 1 else [0, 0, 0, 0]
+    if zero_pad:
+        inits.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads"))
+        nodes.append(helper.make_node("Pad", [last, "pads"], ["padded"]))
+        last, pool_pads = "padded", [0, 0, 0, 0]
     nodes.append(helper.make_node("MaxPool", [last], ["output"], kernel_shape=[2, 2], strides=[pool_stride] * 2, pads=pool_pads))
     out_size = (size + 2 * pad - kernel) // stride + 1
     pooled = out_size if pool_stride == 1 else out_size // 2
@@ -72,6 +77,7 @@ def run(mod, data, target=TARGET):
         (32, 8, 255, 1, 1, False, {}),  # YOLO head: 255 channels, 1x1, no activation
         (20, 4, 12, 3, 2, True, {}),  # stride 2 (Darknet-53's downsampling)
         (13, 16, 24, 3, 1, True, {"pool_stride": 1}),  # yolov3-tiny's last grid and its padded pool
+        (13, 16, 24, 3, 1, True, {"pool_stride": 1, "zero_pad": True}),  # ... padded by a Pad fused into the conv
         (16, 8, 16, 3, 1, True, {"group": 2, "rule": "reduction"}),  # grouped: not packed, dlight's Reduction rule
         (26, 8, 24, 3, 1, True, {"target": AVX2}),  # AVX2: 8-lane packing, 13-column tiles
         (19, 8, 16, 3, 1, True, {}),  # YOLO at 608: rows of 19 (19-column tiles with AVX-512)

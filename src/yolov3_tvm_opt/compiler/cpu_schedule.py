@@ -185,6 +185,11 @@ def _schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int) -> s_tir.Schedule |
     sch.reverse_compute_at(local, ow_outer)
     for consumer in _elementwise_chain(sch, local):
         sch.reverse_compute_inline(consumer)
+    # a padding copy after the epilogue (torch's ZeroPad2d before a pool) cannot be inlined
+    # into the tile: a parallel pass of its own, like the input's
+    for consumer in sch.get_consumers(local):
+        if _is_padding(sch, consumer):
+            _parallel_spatial(sch, consumer, vector_lanes)
     # annotate before decompose_reduction: afterwards the update alone is no reduction block
     sch.unroll(ow_inner)
     if not bf16:
@@ -218,7 +223,7 @@ def _elementwise_chain(sch: Any, block: Any) -> list[Any]:
             return chain
         consumer = consumers[0]
         stmt = sch.get(consumer)
-        if any(var.iter_type != tirx.IterVar.DataPar for var in stmt.iter_vars):
+        if any(var.iter_type != tirx.IterVar.DataPar for var in stmt.iter_vars) or _is_padding(sch, consumer):
             return chain
         chain.append(consumer)
         current = consumer
