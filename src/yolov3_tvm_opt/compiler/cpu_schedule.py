@@ -171,7 +171,7 @@ def conv_tiles(target: Any) -> ConvTiles:
     return CONV_TILES.get(str(target.attrs.get("mcpu", "generic")), ConvTiles())
 
 
-def _schedule_row_vector_conv2d(sch: Any, conv: Any, vector_lanes: int) -> s_tir.Schedule | None:
+def _schedule_row_vector_conv2d(sch: Any, conv: Any, vector_lanes: int) -> s_tir.Schedule:
     """A tile of one vector of columns x ``vector_lanes`` output channels (``row_vector_reduction``).
 
     Each weight is broadcast into an FMA over a vector of input columns, loaded contiguously from
