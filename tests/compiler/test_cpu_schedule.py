@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import SUITE_MCPU, needs_bf16
+from conftest import SUITE_MCPU, needs_bf16, runs_here
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
@@ -27,6 +27,8 @@ from tvm import relax  # noqa: E402
 
 TARGET = make_target(TargetOptions(cpu_threads=2))
 AVX2 = make_target(TargetOptions(cpu_threads=2, mcpu="x86-64-v3"))  # 8 lanes, 16 registers
+INTEL = "emeraldrapids"  # CONV_TILES: the first conv gets the row-vector tile
+needs_intel = pytest.mark.skipif(not runs_here(INTEL), reason=f"this CPU cannot run code built for {INTEL}")
 
 
 def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_stride=2, zero_pad=False):
@@ -84,11 +86,16 @@ def run(mod, data, target=TARGET):
         (19, 8, 255, 1, 1, False, {}),  # ... and its heads, where channels are cropped too
         (19, 8, 16, 3, 1, True, {"target": AVX2}),  # AVX2: two 10-column tiles, one guarded
         (19, 8, 255, 1, 1, False, {"target": AVX2}),  # guarded tiles and a crop: divisor tiles
+        # Emerald Rapids: a first conv (3 x 3 x 3 reduction) in row-vector tiles, and a 1x1 head in channel tiles
+        pytest.param(32, 3, 16, 3, 1, True, {"target": INTEL}, marks=needs_intel),
+        pytest.param(32, 3, 255, 1, 1, False, {"target": INTEL}, marks=needs_intel),
     ],
 )
 def test_default_schedules_are_bit_exact(tmp_path, size, cin, cout, kernel, stride, act, extra):
     extra = dict(extra)
     target, rule = extra.pop("target", TARGET), extra.pop("rule", "conv2d")
+    if isinstance(target, str):  # built here only: where this CPU cannot run it, the case is skipped
+        target = make_target(TargetOptions(cpu_threads=2, mcpu=target))
     path = conv_block_onnx(tmp_path / "m.onnx", size, cin, cout, kernel, stride, act, **extra)
     mod, _, _ = import_onnx(path)
     data = np.random.default_rng(0).random((1, cin, size, size), dtype=np.float32)
@@ -148,3 +155,19 @@ def test_outputs_are_bit_identical_to_the_record(case, request, photos, tmp_path
         options = TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision=precision)
         compile_onnx(request.getfixturevalue(ONNX_FIXTURES[case.rsplit("-", 1)[0]]), artifact, CompileOptions(options, fast_scatter_nd=True))
     assert output_digests(artifact, photos["motorcycle_left"]) == RECORD["outputs"][case]
+
+
+@needs_intel
+def test_intel_tiles_match_onnxruntime(tiny_onnx, tmp_path):
+    """yolov3-tiny built with Emerald Rapids' tiles (``CONV_TILES``) agrees with ONNX Runtime."""
+    import onnxruntime as ort
+
+    artifact = tmp_path / "intel"
+    result = compile_onnx(tiny_onnx, artifact, CompileOptions(TargetOptions(cpu_threads=2, mcpu=INTEL)))
+    assert json.loads(result.meta["target"])["mcpu"] == INTEL
+    loaded = load_artifact(artifact)
+    data, _ = model_input(loaded.input_shape, "float32", None, BenchOptions().input_scale, seed=3, letterbox=True)
+    (ours,) = create_vm(loaded).run(data)[:1]
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    (reference,) = session.run(None, {loaded.meta["input_name"]: data})[:1]
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-3)
