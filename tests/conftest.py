@@ -267,7 +267,7 @@ class Tracker:
     def wait_for_key(self, key: str, seconds: float = 60) -> None:
         """Until one server has registered under ``key``."""
         from yolov3_tvm_opt.core.errors import UserError
-        from yolov3_tvm_opt.runtime.rpc import check_tracker
+        from yolov3_tvm_opt.runtime.tracker import check_tracker
 
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

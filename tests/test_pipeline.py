@@ -6,7 +6,6 @@ param changes, `dvc metrics diff` across commits, and an interrupted stage.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -21,7 +20,9 @@ import numpy as np
 import pytest
 import yaml
 
-from yolov3_tvm_opt.evaluate.stats import bootstrap_median_ci, per_round_ratios
+from yolov3_tvm_opt.deploy.stats import bootstrap_median_ci, per_round_ratios
+from yolov3_tvm_opt.evaluate import imports
+from yolov3_tvm_opt.evaluate.imports import direct_imports, reached
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -61,66 +62,39 @@ def stale_stages(repo: Path) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", out))
 
 
-PACKAGE = REPO / "src"
-
-
-def _module_file(parts: list[str]) -> Path | None:
-    base = PACKAGE.joinpath(*parts)
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def library_imports(path: Path) -> set[Path]:
-    """The files of our package that ``path`` imports directly (lazy imports and packages' __init__ included)."""
-    inside = path.is_relative_to(PACKAGE)
-    parts = list(path.relative_to(PACKAGE).with_suffix("").parts) if inside else []
-    package = parts[:-1] if parts and parts[-1] != "__init__" else parts[:-1]
-    found: set[Path] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if not isinstance(node, ast.ImportFrom):
-            continue
-        if node.level:
-            target = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
-        elif (node.module or "").split(".")[0] == "yolov3_tvm_opt":
-            target = node.module.split(".")
-        else:
-            continue
-        for depth in range(1, len(target) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
-            found.add(_module_file(target[:depth]))
-        found.update(_module_file(target + [alias.name]) for alias in node.names)
-    return {f for f in found if f is not None}
+PACKAGE = REPO / "src" / "yolov3_tvm_opt"
 
 
 def stage_code(script: Path) -> set[str]:
-    """What a stage's code deps must be: each package directory its imports reach, and top-level files."""
-    pending, reached = list(library_imports(script)), set()
-    while pending:
-        module = pending.pop()
-        if module not in reached:
-            reached.add(module)
-            pending.extend(library_imports(module))
-    root = PACKAGE / "yolov3_tvm_opt"
-    return {
-        str((root / f.relative_to(root).parts[0]).relative_to(REPO)) if len(f.relative_to(root).parts) > 1 else str(f.relative_to(REPO))
-        for f in reached
-    }
+    """What a stage's code deps must be: every package file its imports reach, as ``${pkg}/...``.
+
+    A directory stands for its files when the stage reaches all of them, and only then: listing a
+    whole directory would rerun the stage for a file it never imports.
+    """
+    files = {f for f in reached([script]) if f.is_relative_to(PACKAGE)}
+    code = set()
+    for file in files:
+        relative = file.relative_to(PACKAGE)
+        whole = len(relative.parts) > 1 and set((PACKAGE / relative.parts[0]).glob("*.py")) <= files
+        code.add("${pkg}/" + (relative.parts[0] if whole else str(relative)))
+    return code
 
 
-def test_every_stage_depends_on_exactly_the_package_directories_it_runs():
+def test_every_stage_depends_on_exactly_the_package_files_it_runs():
     """An edit to any module a stage reaches must make it stale, and nothing else should.
 
     A compile stage that missed cpu_schedule.py kept serving artifacts built by the old
-    schedules; a model stage that listed the compiler rebuilt the ONNX for every schedule edit.
+    schedules; a model stage that listed the compiler rebuilt the ONNX for every schedule edit;
+    a tune stage that listed all of runtime/ re-ran MetaSchedule for a comment in the profiler.
     The import closure is the only list that cannot drift from the code.
     """
+    assert imports.PACKAGE == PACKAGE, "the package imported is not this checkout's"
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    pkg = stages["vars"][0]["pkg"]
+    assert REPO / stages["vars"][0]["pkg"] == PACKAGE
     for name, stage in stages["stages"].items():
         script = REPO / stage["cmd"].split()[1]
-        code = {d.replace("${pkg}", pkg) for d in stage["deps"] if d.startswith("${pkg}")}
-        assert code == stage_code(script), f"stage {name}"
+        code = {d for d in stage["deps"] if d.startswith("${pkg}")}
+        assert code == stage_code(script), f"stage {name}: missing {sorted(stage_code(script) - code)}, extra {sorted(code - stage_code(script))}"
         assert "stages/_stage.py" in stage["deps"] and str(script.relative_to(REPO)) in stage["deps"]
 
 
@@ -149,18 +123,31 @@ def test_a_stage_run_by_the_wrong_interpreter_says_what_to_do(tmp_path):
 
 
 def test_no_layer_imports_a_layer_above_it():
-    """core < models, runtime < compiler < evaluate < cli; runtime never reaches the compiler."""
+    """core < models, runtime < deploy, compiler < evaluate < cli; nothing imports cli.
+
+    runtime never reaches the compiler; deploy (what a bundle ships, and the code that measures)
+    stands on core and runtime, plus the numpy-only ``models/darknet_cfg.py`` that regenerates
+    synthetic weights, and the compiler never reaches deploy, so no building stage reruns when a
+    measurement changes.
+    """
     allowed = {
+        "__init__.py": set(),
         "core": {"core"},
         "models": {"core", "models"},
         "runtime": {"core", "runtime"},
+        "deploy": {"core", "runtime", "deploy", "models/__init__.py", "models/darknet_cfg.py"},
         "compiler": {"core", "models", "runtime", "compiler"},
-        "evaluate": {"core", "models", "runtime", "compiler", "evaluate"},
+        "evaluate": {"core", "models", "runtime", "deploy", "compiler", "evaluate"},
+        "cli.py": {"core", "models", "runtime", "deploy", "compiler", "evaluate"},
     }
-    root = PACKAGE / "yolov3_tvm_opt"
+    assert set(allowed) == {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
     for layer, may_use in allowed.items():
-        for path in (root / layer).glob("*.py"):
-            used = {f.relative_to(root).parts[0] for f in library_imports(path) if len(f.relative_to(root).parts) > 1}
+        for path in [PACKAGE / layer] if layer.endswith(".py") else sorted((PACKAGE / layer).glob("*.py")):
+            used = set()
+            for file in direct_imports(path):
+                relative = file.relative_to(PACKAGE)
+                used.add(str(relative) if relative.parts[0] not in may_use else relative.parts[0])
+            used -= {"__init__.py"}  # every import of ours runs the package's own __init__
             assert used <= may_use, f"{path.relative_to(REPO)} imports {sorted(used - may_use)}"
 
 
@@ -339,13 +326,24 @@ def _ran_after_editing(repo: Path, relative: str) -> set[str]:
     return ran
 
 
+def _stale_after_editing(repo: Path, relative: str) -> set[str]:
+    """Append a comment to one file and ask `dvc repro --dry` what would run (downstream included); restore it."""
+    path = repo / relative
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# an edit that changes no behaviour\n")
+        return stale_stages(repo)
+    finally:
+        path.write_text(original)
+
+
 @pytest.mark.slow
 def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
-    """The rerun matrix: which stages run after an edit to each layer.
+    """The rerun matrix: which stages run after an edit to one file.
 
-    smoke, photos and calibrate share evaluate/ with bench and visualize, so they rerun on their edits, but
-    they write the same files, so the stages behind them stay cached; a schedule edit recompiles but never
-    rebuilds the model.
+    Code that measures (the profiler, the rounds, remote timing) sits where no building stage's
+    deps reach, so editing it reruns bench alone, never model, tune or a compile; a schedule edit
+    recompiles but never rebuilds the model; the export stage does not import darknet.py.
     """
     assert stale_stages(pipeline_repo) == set()
     matrix = {
@@ -357,10 +355,17 @@ def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
             "stages/visualize.py",
         )
     }
+    # code that measures: what DVC would run is an upper bound of what runs, and costs no bench run
+    matrix.update({
+        relative: _stale_after_editing(pipeline_repo, relative)
+        for relative in ("src/yolov3_tvm_opt/deploy/profiler.py", "src/yolov3_tvm_opt/deploy/rounds.py",
+                         "src/yolov3_tvm_opt/deploy/stats.py", "src/yolov3_tvm_opt/runtime/rpc.py")
+    })
     print("\n".join(f"{edit}: {', '.join(sorted(ran)) or 'nothing'}" for edit, ran in matrix.items()))
-    assert matrix["src/yolov3_tvm_opt/evaluate/report.py"] == {"photos", "smoke", "calibrate", "bench", "visualize"}
+    for measuring in ("evaluate/report.py", "deploy/profiler.py", "deploy/rounds.py", "deploy/stats.py", "runtime/rpc.py"):
+        assert matrix[f"src/yolov3_tvm_opt/{measuring}"] == {"bench"}, measuring
     schedule = matrix["src/yolov3_tvm_opt/compiler/cpu_schedule.py"]
     assert {"smoke", "tune", "compile_baseline", "compile_fastscatter"} <= schedule and "model" not in schedule
-    assert {"model", "export"} <= matrix["src/yolov3_tvm_opt/models/darknet.py"]
+    assert matrix["src/yolov3_tvm_opt/models/darknet.py"] == {"model"}  # same ONNX bytes: nothing after it
     assert matrix["stages/visualize.py"] == {"visualize"}
     assert stale_stages(pipeline_repo) == set()

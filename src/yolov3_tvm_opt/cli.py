@@ -198,7 +198,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 def _print_bench(run: BenchRun, name: str, others: list[str], aa: bool) -> None:
     """The seed's report: skipped peers, the profile, the table with every ratio, the avg latency line last."""
-    from .evaluate.bench import format_profile
+    from .deploy.profiler import format_profile
     from .evaluate.report import latency_metrics, summary_table
 
     for peer, reason in run.skipped.items():

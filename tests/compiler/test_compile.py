@@ -89,6 +89,12 @@ def test_yolov3_fastscatter_rewrites_all_six_scatters(yolov3_artifacts):
     assert schedules["conv2d_default_schedules"] > 0 and schedules["left_default_default_schedules"] == 0
 
 
+def test_meta_records_the_seed_of_synthetic_weights_only(yolov3_artifacts, tiny_artifacts):
+    """A bundle ships the seed instead of synthetic YOLOv3's weights; trained weights have none."""
+    assert json.loads((yolov3_artifacts["baseline"] / "meta.json").read_text())["synthetic_weights_seed"] == 0
+    assert json.loads((tiny_artifacts["baseline"] / "meta.json").read_text())["synthetic_weights_seed"] is None
+
+
 def test_separate_weights_are_shared_and_change_no_bit(tiny_separate_artifacts, tiny_artifacts, tmp_path):
     import shutil
 

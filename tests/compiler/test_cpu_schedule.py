@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import SUITE_MCPU, needs_bf16
+from conftest import SUITE_MCPU, needs_bf16, runs_here
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.compile import compile_onnx
@@ -27,12 +27,15 @@ from tvm import relax  # noqa: E402
 
 TARGET = make_target(TargetOptions(cpu_threads=2))
 AVX2 = make_target(TargetOptions(cpu_threads=2, mcpu="x86-64-v3"))  # 8 lanes, 16 registers
+INTEL = "emeraldrapids"  # CONV_TILES: the first conv gets the row-vector tile
+needs_intel = pytest.mark.skipif(not runs_here(INTEL), reason=f"this CPU cannot run code built for {INTEL}")
 
 
-def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_stride=2):
+def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_stride=2, zero_pad=False):
     """Conv(+bias) -> LeakyRelu/none -> MaxPool(2), like a Darknet block.
 
-    MaxPool stride 1 pads one column and row, as yolov3-tiny's 13 x 13 pool does.
+    MaxPool stride 1 pads one column and row, as yolov3-tiny's 13 x 13 pool does; with
+    ``zero_pad`` a Pad node does that instead, as torch's ZeroPad2d exports it.
     """
     rng = np.random.default_rng(cin * cout + kernel)
     inits = [
@@ -46,6 +49,10 @@ def conv_block_onnx(path, size, cin, cout, kernel, stride, act, group=1, pool_st
         nodes.append(helper.make_node("LeakyRelu", ["c"], ["a"], alpha=0.1))
         last = "a"
     pool_pads = [0, 0, 1, 1] if pool_stride == 1 else [0, 0, 0, 0]
+    if zero_pad:
+        inits.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads"))
+        nodes.append(helper.make_node("Pad", [last, "pads"], ["padded"]))
+        last, pool_pads = "padded", [0, 0, 0, 0]
     nodes.append(helper.make_node("MaxPool", [last], ["output"], kernel_shape=[2, 2], strides=[pool_stride] * 2, pads=pool_pads))
     out_size = (size + 2 * pad - kernel) // stride + 1
     pooled = out_size if pool_stride == 1 else out_size // 2
@@ -72,17 +79,23 @@ def run(mod, data, target=TARGET):
         (32, 8, 255, 1, 1, False, {}),  # YOLO head: 255 channels, 1x1, no activation
         (20, 4, 12, 3, 2, True, {}),  # stride 2 (Darknet-53's downsampling)
         (13, 16, 24, 3, 1, True, {"pool_stride": 1}),  # yolov3-tiny's last grid and its padded pool
+        (13, 16, 24, 3, 1, True, {"pool_stride": 1, "zero_pad": True}),  # ... padded by a Pad fused into the conv
         (16, 8, 16, 3, 1, True, {"group": 2, "rule": "reduction"}),  # grouped: not packed, dlight's Reduction rule
         (26, 8, 24, 3, 1, True, {"target": AVX2}),  # AVX2: 8-lane packing, 13-column tiles
         (19, 8, 16, 3, 1, True, {}),  # YOLO at 608: rows of 19 (19-column tiles with AVX-512)
         (19, 8, 255, 1, 1, False, {}),  # ... and its heads, where channels are cropped too
         (19, 8, 16, 3, 1, True, {"target": AVX2}),  # AVX2: two 10-column tiles, one guarded
         (19, 8, 255, 1, 1, False, {"target": AVX2}),  # guarded tiles and a crop: divisor tiles
+        # Emerald Rapids: a first conv (3 x 3 x 3 reduction) in row-vector tiles, and a 1x1 head in channel tiles
+        pytest.param(32, 3, 16, 3, 1, True, {"target": INTEL}, marks=needs_intel),
+        pytest.param(32, 3, 255, 1, 1, False, {"target": INTEL}, marks=needs_intel),
     ],
 )
 def test_default_schedules_are_bit_exact(tmp_path, size, cin, cout, kernel, stride, act, extra):
     extra = dict(extra)
     target, rule = extra.pop("target", TARGET), extra.pop("rule", "conv2d")
+    if isinstance(target, str):  # built here only: where this CPU cannot run it, the case is skipped
+        target = make_target(TargetOptions(cpu_threads=2, mcpu=target))
     path = conv_block_onnx(tmp_path / "m.onnx", size, cin, cout, kernel, stride, act, **extra)
     mod, _, _ = import_onnx(path)
     data = np.random.default_rng(0).random((1, cin, size, size), dtype=np.float32)
@@ -142,3 +155,19 @@ def test_outputs_are_bit_identical_to_the_record(case, request, photos, tmp_path
         options = TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision=precision)
         compile_onnx(request.getfixturevalue(ONNX_FIXTURES[case.rsplit("-", 1)[0]]), artifact, CompileOptions(options, fast_scatter_nd=True))
     assert output_digests(artifact, photos["motorcycle_left"]) == RECORD["outputs"][case]
+
+
+@needs_intel
+def test_intel_tiles_match_onnxruntime(tiny_onnx, tmp_path):
+    """yolov3-tiny built with Emerald Rapids' tiles (``CONV_TILES``) agrees with ONNX Runtime."""
+    import onnxruntime as ort
+
+    artifact = tmp_path / "intel"
+    result = compile_onnx(tiny_onnx, artifact, CompileOptions(TargetOptions(cpu_threads=2, mcpu=INTEL)))
+    assert json.loads(result.meta["target"])["mcpu"] == INTEL
+    loaded = load_artifact(artifact)
+    data, _ = model_input(loaded.input_shape, "float32", None, BenchOptions().input_scale, seed=3, letterbox=True)
+    (ours,) = create_vm(loaded).run(data)[:1]
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    (reference,) = session.run(None, {loaded.meta["input_name"]: data})[:1]
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-3)

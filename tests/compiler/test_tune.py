@@ -24,7 +24,7 @@ from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions, TuneOptions
 from yolov3_tvm_opt.core.tvm_loader import load_tvm
 from yolov3_tvm_opt.runtime import create_vm, load_artifact
-from yolov3_tvm_opt.runtime.rpc import check_tracker
+from yolov3_tvm_opt.runtime.tracker import check_tracker
 
 tvm = load_tvm()
 

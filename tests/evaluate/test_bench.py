@@ -1,24 +1,15 @@
-"""TVM agrees with ONNX Runtime; baseline and fastscatter agree bit for bit; rounds, stats and profile."""
+"""TVM agrees with ONNX Runtime; baseline and fastscatter agree bit for bit; a bench in rounds on real models."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
 
-from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.evaluate.bench import (
-    LatencyStats,
-    artifact_copy,
-    bench_artifacts,
-    profile_ops,
-    time_rounds,
-)
+from yolov3_tvm_opt.deploy.stats import bootstrap_median_ci, per_round_ratios
+from yolov3_tvm_opt.evaluate.bench import artifact_copy, bench_artifacts
 from yolov3_tvm_opt.evaluate.images import random_input
 from yolov3_tvm_opt.evaluate.report import latency_metrics, summary_table
-from yolov3_tvm_opt.evaluate.stats import bootstrap_median_ci, per_round_ratios
-from yolov3_tvm_opt.runtime import create_vm, load_artifact
+from yolov3_tvm_opt.runtime import load_artifact
 
 
 def _input(shape):
@@ -45,61 +36,6 @@ def test_tvm_matches_onnxruntime_and_variants_are_bit_exact(model, tiny_artifact
         assert run.max_abs_diff[variant] == float(gap.max()) > 0.0
     boxes = reference[0, :, 2:4]
     assert np.isfinite(reference).all() and np.median(boxes) > 1.0  # boxes in input pixels
-
-
-def test_stats_from_samples():
-    stats = LatencyStats.from_samples([1.0, 2.0, 3.0, 4.0])
-    assert stats.mean_ms == 2.5 and stats.min_ms == 1.0 and stats.throughput_fps == 400.0
-
-
-def test_profile_finds_scatter_only_in_the_baseline(tiny_artifacts):
-    data = _input((1, 3, 96, 96))
-    tables = {}
-    for variant in ("baseline", "fastscatter"):
-        loaded = create_vm(load_artifact(tiny_artifacts[variant]), "cpu", profile=True)
-        tables[variant] = profile_ops(loaded, data, runs=2, topk=None)
-    base_names = [row.name for row in tables["baseline"]]
-    assert any("scatter_nd" in name for name in base_names)
-    assert not any("scatter" in row.name for row in tables["fastscatter"])
-    assert abs(sum(row.share for row in tables["baseline"]) - 1.0) < 1e-6
-    assert all(row.calls >= 1 for row in tables["baseline"])
-
-
-def _recorder(calls: list[str], name: str, seconds: float = 0.0):
-    def run_once() -> None:
-        calls.append(name)
-        if seconds:
-            time.sleep(seconds)
-
-    return run_once
-
-
-def test_rounds_time_every_system_once_per_round_in_a_seeded_shuffled_order():
-    calls: list[str] = []
-    names = ["a", "b", "c"]
-    stats = time_rounds({n: _recorder(calls, n) for n in names}, rounds=30, warmup=2, seed=11)
-    assert all(s.iters == 30 for s in stats.values()) and list(stats) == names
-    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
-    assert len(rounds) == 32 and all(sorted(r) == names for r in rounds)
-    assert {r[0] for r in rounds} == set(names)  # no system always goes first
-    again: list[str] = []
-    time_rounds({n: _recorder(again, n) for n in names}, rounds=30, warmup=2, seed=11)
-    assert again == calls
-    other: list[str] = []
-    time_rounds({n: _recorder(other, n) for n in names}, rounds=30, warmup=2, seed=12)
-    assert other != calls
-
-
-def test_max_seconds_caps_the_whole_bench_after_the_round_in_progress():
-    calls: list[str] = []
-    stats = time_rounds({n: _recorder(calls, n, 0.01) for n in ("a", "b")}, rounds=1000, warmup=1, max_seconds=0.2)
-    assert 1 <= stats["a"].iters == stats["b"].iters < 20
-    assert len(calls) == 2 * (stats["a"].iters + 1)
-
-
-def test_rounds_refuse_zero_rounds():
-    with pytest.raises(UserError, match="rounds"):
-        time_rounds({"a": lambda: None}, rounds=0, warmup=0)
 
 
 def test_bench_in_rounds_on_a_real_model_writes_every_ratio_with_an_interval(tiny_artifacts):

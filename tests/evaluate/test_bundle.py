@@ -23,7 +23,7 @@ from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.core.options import BenchOptions
 from yolov3_tvm_opt.evaluate.bench import RemoteDevice, bench_artifacts
 from yolov3_tvm_opt.evaluate.bundle import build_bundle
-from yolov3_tvm_opt.evaluate.detect import scale_pixels
+from yolov3_tvm_opt.deploy.detect import scale_pixels
 from yolov3_tvm_opt.runtime import create_vm, load_artifact
 from yolov3_tvm_opt.runtime.device import cuda_available
 

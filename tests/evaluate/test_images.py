@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.evaluate.detect import Detection
+from yolov3_tvm_opt.deploy.detect import Detection
 from yolov3_tvm_opt.evaluate.images import (
     draw_detections,
     load_image,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolov3_tvm_opt.evaluate.bench import BenchRun, LatencyStats
+from yolov3_tvm_opt.deploy.rounds import LatencyStats
+from yolov3_tvm_opt.evaluate.bench import BenchRun
 from yolov3_tvm_opt.evaluate.report import latency_metrics, summary_table
 
 

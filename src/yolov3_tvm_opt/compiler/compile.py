@@ -33,7 +33,7 @@ from ..core.files import atomic_dir, sha256_file, write_json
 from ..core.options import CompileOptions
 from ..core.tvm_loader import load_tvm
 from ..core.weights_file import write_weights
-from ..models.onnx_info import class_names
+from ..models.onnx_info import class_names, synthetic_seed
 from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx, import_onnx_separate
 from .kernels import conv_gemm_extents, kernel_classes
@@ -179,6 +179,7 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 "input_shape": list(spec.shape),
                 "input_dtype": spec.dtype,
                 "class_names": class_names(model),
+                "synthetic_weights_seed": synthetic_seed(model),  # None: trained weights
                 "target": str(target),
                 "target_kind": options.target.kind,
                 "precision": precision,

@@ -10,7 +10,9 @@ that returns a schedule wins; tuning seeds its database from the same rules):
   found by its ``BLOCK_KIND`` annotation) and its fused bias/activation epilogue. A register
   tile of one vector of output channels x up to 16 columns, each input pixel broadcast into a
   vector FMA, the epilogue applied while the tile is written back, and the outer (channel
-  block, row) loops in parallel, in the order that streams fewer bytes.
+  block, row) loops in parallel, in the order that streams fewer bytes. Where ``CONV_TILES``
+  says so for the target's ``mcpu``, convs with a very short reduction (the first conv) get
+  a tile of one vector of columns instead.
 * ``Elementwise``: any other function (pooling, resize, concat, the YOLO decode, convs packing
   does not fit): padding copies inlined into their consumer, each block's outer spatial loops
   in parallel and its innermost spatial loop vectorised, inside the window loops for pooling.
@@ -31,6 +33,7 @@ next rule or keeps TVM's default: the result is never a different computation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.tvm_loader import load_tvm
@@ -140,7 +143,71 @@ def _rows_outer(sch: Any, conv: Any, channel_blocks: int, rows: int) -> bool:
     return channel_blocks * elements(data) > rows * elements(weights)
 
 
-def _schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int) -> s_tir.Schedule | None:
+@dataclass(frozen=True)
+class ConvTiles:
+    """Register-tile choices of ``PackedConv2D`` for one microarchitecture (see ``CONV_TILES``).
+
+    ``row_vector_reduction``: convs whose reduction (input channels x ky x kx) is at most this
+    long, and whose rows divide into whole vectors, get a tile of one vector of columns x
+    ``vector_lanes`` output channels, each weight broadcast into an FMA over contiguous input
+    columns (``_schedule_row_vector_conv2d``). With so few FMAs per output (the first conv:
+    3 x 3 x 3 = 27), the channel-vector tile's transposed write-back (column-major accumulators
+    into NCHW rows) costs about as much as the sum; this tile writes whole rows. 0: never.
+    """
+
+    row_vector_reduction: int = 0
+
+
+# Keyed on the llvm target's -mcpu; a CPU not listed keeps the tiles tuned on AMD Zen 4/5.
+# Measured on an Emerald Rapids (docs/performance.md, "CPU fp32 on Intel"); Sapphire Rapids
+# has the same core.
+CONV_TILES: dict[str, ConvTiles] = {
+    "sapphirerapids": ConvTiles(row_vector_reduction=27),
+    "emeraldrapids": ConvTiles(row_vector_reduction=27),
+}
+
+
+def conv_tiles(target: Any) -> ConvTiles:
+    """The conv tile choices for the target's CPU (``CONV_TILES``, else the Zen tiles)."""
+    return CONV_TILES.get(str(target.attrs.get("mcpu", "generic")), ConvTiles())
+
+
+def _schedule_row_vector_conv2d(sch: Any, conv: Any, vector_lanes: int) -> s_tir.Schedule:
+    """A tile of one vector of columns x ``vector_lanes`` output channels (``row_vector_reduction``).
+
+    Each weight is broadcast into an FMA over a vector of input columns, loaded contiguously from
+    the NCHW input; the accumulators are rows of the NCHW output, written back as they are.
+    """
+    n, co, oh, ow, rc, ry, rx = sch.get_loops(conv)
+    co_outer, co_inner = sch.split(co, [None, vector_lanes])
+    ow_outer, ow_inner = sch.split(ow, [None, vector_lanes])
+    sch.reorder(n, oh, co_outer, ow_outer, rc, ry, rx, co_inner, ow_inner)
+    local = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(local, ow_outer)
+    for consumer in _elementwise_chain(sch, local):
+        sch.reverse_compute_inline(consumer)
+    sch.unroll(co_inner)
+    sch.vectorize(ow_inner)
+    _finish_tile(sch, conv, local, sch.fuse(n, oh, co_outer), rc, vector_lanes)
+    return sch
+
+
+def _finish_tile(sch: Any, conv: Any, local: Any, tasks: Any, rc: Any, vector_lanes: int) -> None:
+    """Tasks in parallel, the tile's zeroing and write-back vectorised, the padding copy parallel.
+
+    The padding copy: computed where a row of output tiles needs it would repeat work across
+    channel blocks, so it stays a separate, parallel pass over the (small) input.
+    """
+    sch.parallel(tasks)
+    init = sch.decompose_reduction(conv, rc)
+    for producer in sch.get_producers(conv):
+        if _is_padding(sch, producer):
+            _parallel_spatial(sch, producer, vector_lanes)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(local)[-1])
+
+
+def _schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int, tiles: ConvTiles = ConvTiles()) -> s_tir.Schedule | None:
     """Schedule a fused packed conv2d function; None when its structure is not the expected one.
 
     The tile is ``vector_lanes`` output channels (one vector) x up to 16 columns (one
@@ -165,6 +232,9 @@ def _schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int) -> s_tir.Schedule |
     if len(loops) != (8 if bf16 else 7):
         return None
     n, co, oh, ow, rc, ry, rx, *pair = loops
+    reduction = _extent(sch, rc) * _extent(sch, ry) * _extent(sch, rx)
+    if not bf16 and reduction <= tiles.row_vector_reduction and _extent(sch, ow) % vector_lanes == 0:
+        return _schedule_row_vector_conv2d(sch, conv, vector_lanes)
     limit, widest = (16, 24) if vector_lanes >= 16 else (13, 13)
     # a guarded column tile and the crop of padded channels (YOLO heads) miscompiled together
     # (wrong outputs, TVM 0.27), so cropped convs keep tiles that divide the row
@@ -186,23 +256,17 @@ def _schedule_conv2d(func: tirx.PrimFunc, vector_lanes: int) -> s_tir.Schedule |
     sch.reverse_compute_at(local, ow_outer)
     for consumer in _elementwise_chain(sch, local):
         sch.reverse_compute_inline(consumer)
+    # a padding copy after the epilogue (torch's ZeroPad2d before a pool) cannot be inlined
+    # into the tile: a parallel pass of its own, like the input's
+    for consumer in sch.get_consumers(local):
+        if _is_padding(sch, consumer):
+            _parallel_spatial(sch, consumer, vector_lanes)
     # annotate before decompose_reduction: afterwards the update alone is no reduction block
     sch.unroll(ow_inner)
     if not bf16:
         sch.vectorize(co_inner)
     tasks = sch.fuse(n, *outer)
-    sch.parallel(tasks)
-    init = sch.decompose_reduction(conv, rc)
-
-    # the padding copy: computed where a row of output tiles needs it would repeat work across
-    # channel blocks, so it stays a separate, parallel pass over the (small) input
-    for producer in sch.get_producers(conv):
-        if _is_padding(sch, producer):
-            _parallel_spatial(sch, producer, vector_lanes)
-
-    sch.vectorize(sch.get_loops(init)[-1])
-    write_loops = sch.get_loops(local)
-    sch.vectorize(write_loops[-1])
+    _finish_tile(sch, conv, local, tasks, rc, vector_lanes)
     if bf16:  # last: tensorize replaces the conv block
         sch.tensorize(co_inner, DOT_INTRIN)
         sch.annotate(tasks, "pragma_import_llvm", HELPER_IR)
@@ -219,7 +283,7 @@ def _elementwise_chain(sch: Any, block: Any) -> list[Any]:
             return chain
         consumer = consumers[0]
         stmt = sch.get(consumer)
-        if any(var.iter_type != tirx.IterVar.DataPar for var in stmt.iter_vars):
+        if any(var.iter_type != tirx.IterVar.DataPar for var in stmt.iter_vars) or _is_padding(sch, consumer):
             return chain
         chain.append(consumer)
         current = consumer
@@ -310,7 +374,7 @@ class PackedConv2D(_CPURule):
     """A fused function around one conv2d block of ours (``conv_packing``, ``bf16_conv``)."""
 
     def schedule(self, func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
-        return _schedule_conv2d(func, vector_lanes(target))
+        return _schedule_conv2d(func, vector_lanes(target), conv_tiles(target))
 
 
 class Elementwise(_CPURule):

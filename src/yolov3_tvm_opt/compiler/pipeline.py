@@ -18,6 +18,7 @@ from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
 from .int8_conv import Int8Report, int8_conv2d_legalization
 from .cpu_schedule import apply_cpu_schedules, scheduled_functions, vector_lanes
+from .fast_activations import FastActivations
 from .precision import apply_precision
 from .target import kind_of
 from .tuning_db import improving_records
@@ -44,8 +45,9 @@ def optimize(
     """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
     It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
-    with four additions: our scatter_nd legalization may replace TOPI's; on llvm conv2d
-    weights are packed for output-channel vectors (``conv_packing``, in tuning too); a MetaSchedule
+    with five additions: our scatter_nd legalization may replace TOPI's; on llvm conv2d
+    weights are packed for output-channel vectors (``conv_packing``, in tuning too) and
+    SiLU and HardSwish become single vectorisable ops (``fast_activations``); a MetaSchedule
     database, when given, is applied right after fusion, for the tasks where the search beat our
     default schedule (``tuning_db.improving_records``); and on llvm our ``cpu_schedule`` rules give the
     remaining functions the schedules dlight gives them on GPUs. Tuning extracts its tasks from this function with
@@ -77,6 +79,9 @@ def optimize(
         # Whatever depends on the weights alone (llvm's packing, a bias reshape) moves into
         # main_transform_params before fusion could merge it into the kernels that read it.
         legalize.insert(1, relax.transform.LiftTransformParams())
+    if kind_of(target) == "llvm":
+        # SiLU / HardSwish as one vectorisable op, before legalization splits them up
+        legalize.insert(0, FastActivations())
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
     counts: dict[str, Any] = {"tuned_functions": 0}
     with target:

@@ -25,7 +25,7 @@ from ..core.files import atomic_dir, write_json
 from ..core.host import host_cores
 from ..core.options import CompileOptions, TuneOptions
 from ..core.tvm_loader import load_tvm
-from ..runtime.rpc import check_tracker
+from ..runtime.tracker import check_tracker
 from .cpu_schedule import default_schedule
 from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx

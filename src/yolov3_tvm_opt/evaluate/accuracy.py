@@ -22,7 +22,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.options import AccuracyOptions
 from ..runtime import create_vm, load_artifact
-from .detect import Detection, detections_for, iou
+from ..deploy.detect import Detection, detections_for, iou
 from .images import model_input
 from .photos import list_photos
 

@@ -3,8 +3,9 @@
 Timing one system after another lets any drift during the run (a neighbour's compile on this
 2-core machine, frequency, a pool still spinning from the previous system) land on one system
 only; a 20 % "regression" could be nothing but bad luck. In rounds, each system runs once per
-round in a seeded shuffled order, so drift hits all of them alike and the ratio within a round
-cancels it (``stats.compare`` turns those ratios into a median and a 95 % interval). Everyone gets
+round in a seeded shuffled order (``deploy.rounds``, the code a deploy bundle times with too), so
+drift hits all of them alike and the ratio within a round cancels it (``deploy.stats.compare``
+turns those ratios into a median and a 95 % interval). Everyone gets
 the same input array and thread count, and ONNX Runtime's outputs on that input are the reference
 for the max |diff| that proves the speed is of a correct model. Profiling runs after all timing.
 
@@ -14,11 +15,9 @@ themselves on its clock (no network time), still one turn per round beside the l
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,58 +27,13 @@ import numpy as np
 
 from ..core.errors import UserError
 from ..core.host import host_cores
-from ..runtime import LoadedModel, create_vm, load_artifact
+from ..deploy.profiler import OpTime, profile_ops
+from ..deploy.rounds import LatencyStats, time_rounds
+from ..deploy.stats import Ratio, compare
+from ..runtime import create_vm, load_artifact
 from ..runtime.device import set_cpu_threads
-from ..runtime.profiler import OpTime
 from ..runtime.rpc import load_remote, remote_timer, request_session
 from .peers import REFERENCE, PeerInput, System, prepare_peers
-from .stats import Ratio, compare
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Summary of measured iterations; ``samples_ms`` keeps every one for plots."""
-
-    iters: int
-    mean_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    min_ms: float
-    max_ms: float
-    std_ms: float
-    throughput_fps: float
-    samples_ms: list[float] = field(repr=False)
-
-    @classmethod
-    def from_samples(cls, samples_ms: list[float]) -> LatencyStats:
-        arr = np.asarray(samples_ms, dtype=np.float64)
-        mean = float(arr.mean())
-        return cls(
-            iters=len(samples_ms),
-            mean_ms=mean,
-            p50_ms=float(np.percentile(arr, 50)),
-            p90_ms=float(np.percentile(arr, 90)),
-            p99_ms=float(np.percentile(arr, 99)),
-            min_ms=float(arr.min()),
-            max_ms=float(arr.max()),
-            std_ms=float(arr.std()),
-            throughput_fps=1000.0 / mean if mean > 0 else float("inf"),
-            samples_ms=[round(s, 4) for s in samples_ms],
-        )
-
-
-def profile_ops(loaded: LoadedModel, data: np.ndarray, runs: int = 3, topk: int | None = 20) -> list[OpTime]:
-    """Per-op Top-K over ``runs`` instrumented inferences, after one cold run that is discarded."""
-    if loaded.profiler is None:
-        raise ValueError("profile_ops needs a model created with create_vm(..., profile=True)")
-    run_once = loaded.runner(data)
-    run_once()
-    loaded.profiler.reset()
-    for _ in range(runs):
-        run_once()
-    loaded.profiler.runs = runs
-    return loaded.profiler.table(topk)
 
 
 @dataclass(frozen=True)
@@ -90,36 +44,6 @@ class RemoteDevice:
     port: int
     key: str
     timeout_s: int = 60
-
-
-def time_rounds(
-    systems: dict[str, Callable[[], Any]], rounds: int, warmup: int, max_seconds: float = 0.0, seed: int = 0
-) -> dict[str, LatencyStats]:
-    """Time every system once per round, in an order shuffled per round by ``seed``.
-
-    A system that times itself (a remote device, on its own clock) returns its milliseconds; for
-    the others the wall time of the call counts. ``warmup`` untimed rounds come first. ``max_seconds`` (0 = no bound) caps the whole call,
-    warm-up included: the round in progress finishes, so every system has the same number of
-    samples and ``samples_ms[i]`` of each is round ``i``. At least one round is always timed.
-    """
-    if rounds < 1 or warmup < 0:
-        raise UserError(f"iters (rounds) must be >= 1 and warmup >= 0 (got {rounds} and {warmup})")
-    if not systems:
-        raise ValueError("time_rounds needs at least one system")
-    rng = random.Random(seed)
-    names = list(systems)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    deadline = time.perf_counter() + max_seconds if max_seconds > 0 else float("inf")
-    for round_index in range(warmup + rounds):
-        order = rng.sample(names, len(names))
-        for name in order:
-            start = time.perf_counter()
-            own_ms = systems[name]()
-            if round_index >= warmup:
-                samples[name].append(own_ms if isinstance(own_ms, float) else (time.perf_counter() - start) * 1000.0)
-        if round_index >= warmup and time.perf_counter() >= deadline:
-            break
-    return {name: LatencyStats.from_samples(samples[name]) for name in names}
 
 
 @dataclass
@@ -211,7 +135,7 @@ def bench_artifacts(
                 "compile with --no_cuda_graph (target.cuda_graph: false) to profile"
             )
         else:
-            profile[name] = profile_ops(create_vm(artifact, device, profile=True), data, profile_runs, profile_topk)
+            profile[name] = profile_ops(artifact, data, device, profile_runs, profile_topk)
     return BenchRun(
         device=f"rpc:{rpc.key}/{first.device}" if rpc is not None else first.device,
         threads=threads,
@@ -252,10 +176,3 @@ def artifact_copy(artifact_dir: Path) -> Iterator[Path]:
         yield copy
 
 
-def format_profile(rows: list[OpTime]) -> str:
-    """The per-op Top-K table, in the seed tool's layout."""
-    lines = [f"=== Per-op Profile (Top {len(rows)} ) ===", f"{'Rank':>4}  {'Op':<44}{'Time(us)':>12}{'Calls':>7}{'Share':>8}"]
-    for rank, row in enumerate(rows, 1):
-        lines.append(f"{rank:>4}  {row.name[:43]:<44}{row.time_us:>12.2f}{row.calls:>7.0f}{100 * row.share:>7.1f}%")
-    lines.append("=== End Profile ===")
-    return "\n".join(lines)

@@ -12,8 +12,9 @@ no TVM, no compiler, no network. The bundle carries what running needs and no mo
   ``libcudart.so.13`` when an artifact is CUDA;
 - the input as uint8 pixels plus the scale (no Pillow there), and a reference computed here with
   ONNX Runtime on that very input: a fixed sample of output rows and the decoded detections;
-- the runtime side of this package (core, runtime, models.darknet_cfg, evaluate.bench/detect/
-  bundle_check and bundle_main), none of which imports onnx, onnxruntime, PIL or yaml.
+- the deploy host of this package: exactly the files ``python -m yolov3_tvm_opt.deploy`` can
+  import (``imports.reached``: core, runtime, deploy and the numpy-only ``models.darknet_cfg``),
+  none of which imports onnx, onnxruntime, PIL or yaml.
 
 Both ``DIR`` and ``DIR.tar.gz`` are written atomically. Nothing here signs anything: the
 sha256 checks on the target detect corruption, not tampering.
@@ -33,19 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from ..core.artifact_layout import META_FILE, MODEL_FILE, WEIGHTS_FILE
 from ..core.errors import UserError
 from ..core.files import atomic_dir, atomic_file, write_json
 from ..core.options import BenchOptions, VisualizeOptions
+from ..deploy.check import BUNDLE_FILE, REFERENCE_DETECTIONS, reference_sample_rows
+from ..deploy.detect import detections_for, save_detections, scale_pixels
 from ..models import darknet_cfg
-from ..models.onnx_info import metadata
 from ..models.sources import default_cache_dir
 from ..runtime import Artifact, load_artifact
-from .bundle_check import BUNDLE_FILE, REFERENCE_DETECTIONS, reference_sample_rows
-from .detect import detections_for, save_detections, scale_pixels
 from .images import load_image, pixels_nchw
+from .imports import PACKAGE, reached
 from .peers import REFERENCE, PeerInput, onnxruntime_system
 
 FFI_PACKAGE = "apache-tvm-ffi"
@@ -54,12 +54,7 @@ PYTHON_VERSIONS = ("3.10", "3.11", "3.12")
 # TVM code needs (C++ headers and sources, the web runtime, CMake files).
 _TVM_DROPPED = {"libtvm_compiler.so", "3rdparty", "include", "src", "web", "cmake", "__pycache__"}
 PURE_PYTHON_DEPENDENCIES = ("typing_extensions", "cloudpickle")
-_OUR_MODULES = (  # the runtime side of this package, relative to its root
-    "__init__.py", "bundle_main.py", "core", "runtime",
-    "models/__init__.py", "models/darknet_cfg.py",
-    "evaluate/__init__.py", "evaluate/bench.py", "evaluate/peers.py", "evaluate/stats.py", "evaluate/detect.py",
-    "evaluate/bundle_check.py",
-)
+ENTRY_POINT = PACKAGE / "deploy" / "__main__.py"  # what run.sh runs: python -m yolov3_tvm_opt.deploy
 
 RUN_SH = """#!/usr/bin/env bash
 # Run the bundled artifacts with the bundled runtime-only TVM: `bash run.sh` checks outputs against
@@ -68,7 +63,7 @@ RUN_SH = """#!/usr/bin/env bash
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
-PYTHONPATH="$HERE/python" exec "$PY" -m yolov3_tvm_opt.bundle_main "$HERE" "$@"
+PYTHONPATH="$HERE/python" exec "$PY" -m yolov3_tvm_opt.deploy "$HERE" "$@"
 """
 
 README = """yolov3-tvm deploy bundle
@@ -116,17 +111,13 @@ def _one_model(artifacts: list[Artifact]) -> None:
 def _synthetic_recipe(artifact: Artifact) -> dict[str, Any] | None:
     """How to regenerate the weights from the seed on the target, when they are synthetic YOLOv3's and that works.
 
-    The weights are regenerated here once and must hash to the sha256 meta.json recorded; if they
-    do not (a model that is not ours, another numpy), the bundle ships the file instead.
+    meta.json records the seed of synthetic weights (``synthetic_weights_seed``). The weights are
+    regenerated here once and must hash to the sha256 meta.json recorded; if they do not (a model
+    that is not YOLOv3, another numpy), the bundle ships the file instead.
     """
-    onnx_path = Path(artifact.meta["onnx_path"])
-    if not onnx_path.is_file():
+    seed = artifact.meta.get("synthetic_weights_seed")
+    if seed is None:
         return None
-    props = metadata(onnx.load(str(onnx_path), load_external_data=False))
-    note = props.get("weights", "")
-    if not note.startswith(darknet_cfg.SYNTHETIC_NOTE) or props.get("source") != "yolov3 darknet cfg":
-        return None
-    seed = int(note.rsplit("seed", 1)[1].strip(" )"))
     classes = len(artifact.meta["class_names"])
     calibration = darknet_cfg.synthetic_calibration(darknet_cfg.yolov3_cfg(classes=classes), seed)
     manifest = artifact.meta["weights"]
@@ -235,16 +226,16 @@ def _copy_pure_python(dest: Path) -> None:
             shutil.copyfile(source, dest / source.name)
 
 
+def shipped_modules() -> list[Path]:
+    """Our files the bundle carries, relative to the package: what the entry point's imports reach."""
+    return sorted(path.relative_to(PACKAGE) for path in reached([ENTRY_POINT]))
+
+
 def _copy_our_package(root: Path) -> None:
-    package = Path(__file__).resolve().parents[1]
-    dest = root / "python" / "yolov3_tvm_opt"
-    for item in _OUR_MODULES:
-        source = package / item
-        if source.is_dir():
-            shutil.copytree(source, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / item).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, dest / item)
+    dest = root / "python" / PACKAGE.name
+    for relative in shipped_modules():
+        (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PACKAGE / relative, dest / relative)
 
 
 def _reference(artifact: Artifact, data: np.ndarray, given: BundleInput, root: Path, vis: VisualizeOptions) -> dict[str, Any]:

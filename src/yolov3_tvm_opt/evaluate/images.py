@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from ..core.errors import UserError
 from ..core.files import atomic_file
-from .detect import Detection, placement, scale_pixels
+from ..deploy.detect import Detection, placement, scale_pixels
 
 
 def load_image(path: Path) -> Image.Image:

@@ -16,7 +16,7 @@ import numpy as np
 from ..core.files import atomic_file, write_json
 from .bench import BenchRun
 from .peers import REFERENCE
-from .stats import Ratio
+from ..deploy.stats import Ratio
 
 LATENCY_FILE = "latency.json"
 PROFILE_FILE = "profile.json"

@@ -18,8 +18,8 @@ from PIL import Image
 from ..core.errors import UserError
 from ..core.files import atomic_dir, write_json
 from ..core.options import VisualizeOptions
+from ..deploy.detect import Detection, detections_for, save_detections, save_outputs
 from ..runtime import create_vm, load_artifact
-from .detect import Detection, detections_for, save_detections, save_outputs
 from .images import draw_detections, model_input
 from .photos import list_photos
 

@@ -40,7 +40,7 @@ from .darknet_cfg import (
     synthetic_weights,
     total_stride,
 )
-from .onnx_info import OUTPUT_NAME
+from .onnx_info import OUTPUT_NAME, SEED_PROP
 
 OPSET = 17
 IR_VERSION = 8  # the IR that opset 17 shipped with; newer IRs are refused by older runtimes
@@ -143,7 +143,7 @@ def darknet_to_onnx(
     Input `images` is float32 [1, 3, size, size], already scaled by the caller (1/255 for Darknet
     weights); [net] width/height are ignored. Output `output` is [1, N, 5 + classes]. Metadata:
     `names` (JSON list), `stride`, `source`, and `weights` ("darknet", or a note that they are
-    synthetic and for latency only).
+    synthetic and for latency only); synthetic weights' seed also as `weights_seed` (``SEED_PROP``).
     """
     layers = build_layers(parse_cfg(cfg_text))
     check_size(layers, size)
@@ -181,6 +181,7 @@ def darknet_to_onnx(
         "stride": str(total_stride(layers)),
         "source": source,
         "weights": "darknet" if weights is not None else f"{SYNTHETIC_NOTE} (seed {seed})",
+        **({} if weights is not None else {SEED_PROP: str(seed)}),
     })
     onnx.checker.check_model(model)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

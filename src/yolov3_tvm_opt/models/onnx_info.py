@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from ..core.errors import UserError
 
 OUTPUT_NAME = "output"  # the detections [1, N, 5 + classes], as ultralytics' and our exports name them
+SEED_PROP = "weights_seed"  # metadata key: the seed synthetic weights were drawn with
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
 
 
@@ -159,6 +160,15 @@ def detections_first(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def synthetic_seed(model: onnx.ModelProto) -> int | None:
+    """The seed a synthetic model's weights were drawn with (``SEED_PROP``), or None for trained weights.
+
+    Compiling records it in meta.json, so a deploy bundle can ship the seed instead of the weights.
+    """
+    seed = metadata(model).get(SEED_PROP)
+    return int(seed) if seed is not None else None
 
 
 def class_names(model: onnx.ModelProto | Path) -> list[str]:

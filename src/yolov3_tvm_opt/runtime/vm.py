@@ -17,7 +17,6 @@ from ..core.tvm_loader import load_tvm
 from ..core.weights_file import read_weights
 from .artifact import Artifact
 from .device import tvm_device
-from .profiler import OpProfiler
 
 tvm = load_tvm()
 
@@ -26,12 +25,11 @@ from tvm.runtime.vm import VirtualMachine  # noqa: E402
 
 @dataclass
 class LoadedModel:
-    """A VM ready to run one artifact on one device, with an optional per-op profiler attached."""
+    """A VM ready to run one artifact on one device."""
 
     artifact: Artifact
     vm: Any
     device: Any
-    profiler: OpProfiler | None = None
     params: list[Any] = field(default_factory=list)  # the weights main takes after the image, on the device
 
     def run(self, data: np.ndarray) -> list[np.ndarray]:
@@ -59,7 +57,7 @@ def _flatten(result: Any) -> list[Any]:
     return [leaf for item in result for leaf in _flatten(item)]
 
 
-def create_vm(artifact: Artifact, device: str | None = None, profile: bool = False) -> LoadedModel:
+def create_vm(artifact: Artifact, device: str | None = None) -> LoadedModel:
     """A VirtualMachine for ``artifact`` on ``device`` ("cpu" or "cuda"; default: the one it was built for)."""
     wanted = artifact.device
     device = device or wanted
@@ -76,11 +74,7 @@ def create_vm(artifact: Artifact, device: str | None = None, profile: bool = Fal
     except Exception as exc:
         raise UserError(f"cannot load {artifact.model_path}: {str(exc).splitlines()[0]}; recompile the artifact") from exc
     params = load_params(vm, artifact, dev) if artifact.weights_path else []
-    profiler = None
-    if profile:
-        profiler = OpProfiler(dev)
-        vm.set_instrument(profiler)
-    return LoadedModel(artifact, vm, dev, profiler, params)
+    return LoadedModel(artifact, vm, dev, params)
 
 
 def load_params(vm: Any, artifact: Artifact, dev: Any) -> list[Any]:

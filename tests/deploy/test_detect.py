@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.evaluate.detect import (
+from yolov3_tvm_opt.deploy.detect import (
     Detection,
     decode,
     nms,

@@ -1,9 +1,10 @@
-"""Per-op timing for the Relax VM through ``VirtualMachine.set_instrument``.
+"""Per-op timing for the Relax VM through ``VirtualMachine.set_instrument``, and its Top-K table.
 
 TVM 0.27 removed ``profile=True`` / ``vm.profile``; what remains is an instrument callback that the
 VM calls before and after every packed call. Synchronising the device on both sides makes each
 interval the kernel's own time (GPU launches are asynchronous), at the price of serialising the
-run, so profiled iterations are never the ones whose latency we report.
+run, so profiled iterations are never the ones whose latency we report: ``profile_ops`` loads its
+own VM with the profiler attached.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from ..runtime import Artifact, create_vm
 
 # VMInstrumentReturnKind.NO_OP: let the VM go on as usual.
 _CONTINUE = 0
@@ -63,3 +68,27 @@ class OpProfiler:
         ]
         rows.sort(key=lambda row: row.time_us, reverse=True)
         return rows[:topk] if topk else rows
+
+
+def profile_ops(artifact: Artifact, data: np.ndarray, device: str | None = None, runs: int = 3,
+                topk: int | None = 20) -> list[OpTime]:
+    """Per-op Top-K over ``runs`` instrumented inferences of ``artifact``, after one cold run that is discarded."""
+    loaded = create_vm(artifact, device)
+    profiler = OpProfiler(loaded.device)
+    loaded.vm.set_instrument(profiler)
+    run_once = loaded.runner(data)
+    run_once()
+    profiler.reset()
+    for _ in range(runs):
+        run_once()
+    profiler.runs = runs
+    return profiler.table(topk)
+
+
+def format_profile(rows: list[OpTime]) -> str:
+    """The per-op Top-K table, in the seed tool's layout."""
+    lines = [f"=== Per-op Profile (Top {len(rows)} ) ===", f"{'Rank':>4}  {'Op':<44}{'Time(us)':>12}{'Calls':>7}{'Share':>8}"]
+    for rank, row in enumerate(rows, 1):
+        lines.append(f"{rank:>4}  {row.name[:43]:<44}{row.time_us:>12.2f}{row.calls:>7.0f}{100 * row.share:>7.1f}%")
+    lines.append("=== End Profile ===")
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolov3_tvm_opt.evaluate.stats import (
+from yolov3_tvm_opt.deploy.stats import (
     bootstrap_median_ci,
     compare,
     per_round_ratios,

@@ -1,11 +1,12 @@
-"""The deploy bundle's entry point (``run.sh`` runs ``python -m yolov3_tvm_opt.bundle_main BUNDLE_DIR [...]``).
+"""The deploy bundle's entry point (``run.sh`` runs ``python -m yolov3_tvm_opt.deploy BUNDLE_DIR [...]``).
 
 Before TVM is imported it makes the bundle's runtime the one that loads: the apache-tvm-ffi wheel
 for this Python is unpacked beside the bundle's ``tvm`` package, ``TVM_USE_RUNTIME_LIB=1`` tells
 TVM to load ``libtvm_runtime`` only (the compiler is not in the bundle), and for CUDA artifacts
 ``libcudart.so.13`` and ``libtvm_runtime_cuda.so`` are loaded with RTLD_GLOBAL first, so the CUDA
 modules inside ``model.so`` resolve against them. Then it either checks and times the artifacts
-(no arguments; synthetic weights are regenerated first, with numpy alone) or serves the device to a TVM RPC tracker (``rpc_server ...``).
+(no arguments; synthetic weights are regenerated first, with numpy alone) or serves the device to
+a TVM RPC tracker (``rpc_server ...``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
-from .core.errors import UserError, exit_code_of
-from .core.files import atomic_file
-from .models import darknet_cfg
+from ..core.errors import UserError, exit_code_of
+from .weights import regenerate_weights
 
 EXIT_OUT_OF_TOLERANCE = 1
 
@@ -44,27 +42,6 @@ def _unpack_ffi(root: Path) -> Path:
             path.chmod(0o755)
         os.replace(tmp, dest)
     return dest
-
-
-def regenerate_weights(root: Path) -> None:
-    """Write every weights file the bundle ships as a recipe (seed + calibration), checked by sha256."""
-    for recipe_path in sorted((root / "weights").glob("*.regenerate.json")):
-        recipe = json.loads(recipe_path.read_text())
-        manifest = recipe["manifest"]
-        target = root / "weights" / f"{manifest['sha256']}.bin"
-        if target.is_file():
-            continue
-        print(f">> regenerating the synthetic weights (seed {recipe['seed']}) with numpy ...", flush=True)
-        calibration = np.load(root / "weights" / f"{manifest['sha256']}.calibration.npy")
-        chunks, made = darknet_cfg.synthetic_weights_file(manifest, recipe["classes"], recipe["seed"], calibration)
-        if made["sha256"] != manifest["sha256"]:
-            raise UserError(
-                f"the regenerated weights hash to {made['sha256'][:12]}..., not {manifest['sha256'][:12]}... "
-                f"(numpy {np.__version__} draws other numbers); rebuild the bundle with the weights file shipped"
-            )
-        with atomic_file(target, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
 
 
 def _cuda_libraries(root: Path) -> list[Path]:
@@ -116,7 +93,7 @@ def _main(root: Path, args: list[str], outcome: list[bool]) -> None:
         return
     if args:
         raise UserError(f"unknown arguments {' '.join(args)}; run `bash run.sh` or `bash run.sh rpc_server --tracker HOST:PORT --key KEY`")
-    from .evaluate.bundle_check import run_check
+    from .check import run_check
 
     outcome.append(run_check(root))
 

@@ -23,8 +23,9 @@ from ..core.host import host_cores
 from ..core.options import BUNDLE_TOLERANCE, VARIANTS
 from ..runtime import create_vm, load_artifact
 from ..runtime.device import set_cpu_threads
-from .bench import format_profile, profile_ops, time_rounds
 from .detect import decode, scale_pixels
+from .profiler import format_profile, profile_ops
+from .rounds import time_rounds
 from .stats import compare as compare_rounds
 
 BUNDLE_FILE = "bundle.json"
@@ -89,7 +90,7 @@ def _profile(artifact: Any, data: np.ndarray, topk: int) -> tuple[list[Any], str
         return [], ""
     if artifact.meta.get("cuda_graph"):
         return [], "no per-op profile: this build replays CUDA graphs; bundle a --no_cuda_graph build to profile it"
-    return profile_ops(create_vm(artifact, profile=True), data, topk=topk), ""
+    return profile_ops(artifact, data, topk=topk), ""
 
 
 def run_check(root: Path, json_path: Path | None = None) -> bool:
