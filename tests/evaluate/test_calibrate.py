@@ -75,6 +75,7 @@ def test_ranges_are_each_conv_inputs_min_and_max_over_every_photo(tmp_path, phot
     result = calibrate(tmp_path / "m.onnx", photo_dir, tmp_path / "c.json", None, PIPELINE.input_scale, True)
     assert json.loads((tmp_path / "c.json").read_text()) == result
     assert result["photos"] == ["chelsea.png", "motorcycle_left.png"] and not result["synthetic_weights"]
+    assert (result["input_scale"], result["letterbox"]) == (PIPELINE.input_scale, True)
     inputs = {"conv_a": [], "conv_b": [], "conv_c": []}
     for photo in sorted(photo_dir.iterdir()):
         x = preprocess(load_image(photo), (1, 3, SIZE, SIZE), PIPELINE.input_scale, letterbox=True)

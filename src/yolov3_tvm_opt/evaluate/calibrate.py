@@ -103,6 +103,9 @@ def calibrate(onnx_path: Path, images: Path, out: Path, size: int | None, input_
         "onnx_path": str(onnx_path),
         "method": METHOD,
         "photos": [p.name for p in photos],
+        # the ranges hold only for input fed this way: an int8 build must be run with the same preprocessing
+        "input_scale": input_scale,
+        "letterbox": letterbox,
         "synthetic_weights": metadata(model).get("weights", "").startswith("synthetic"),
         "convs": {
             weight_key(numpy_helper.to_array(initializers[conv.input[1]])): {
