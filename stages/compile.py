@@ -18,6 +18,7 @@ def main(args: argparse.Namespace) -> None:
         fast_scatter_nd=args.variant == "fastscatter",
         size=load_section("model").size,
         tuning_dir=args.tuning if tune.enabled else None,
+        calibration=args.calibration,
     )
     print(f"compile_{args.variant}: {args.onnx} for {target.kind} ...", flush=True)
     result = compile_onnx(Path(args.onnx), Path(args.out), options)
@@ -33,6 +34,7 @@ if __name__ == "__main__":
     parser.add_argument("--variant", choices=VARIANTS, required=True)
     parser.add_argument("--onnx", required=True)
     parser.add_argument("--tuning", required=True, help="the tune stage's database (applied when tune.enabled)")
+    parser.add_argument("--calibration", required=True, help="the calibrate stage's ranges (read when target.precision is int8)")
     parser.add_argument("--out", required=True, help="the artifact directory")
     parser.add_argument("--report", required=True, help="how long it took (nothing depends on it)")
     run(main, parser)

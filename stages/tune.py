@@ -13,7 +13,7 @@ from yolov3_tvm_opt.core.params import load_section
 
 def main(args: argparse.Namespace) -> None:
     tune, target, model = load_section("tune"), load_section("target"), load_section("model")
-    options = CompileOptions(target=target, fast_scatter_nd=True, size=model.size)
+    options = CompileOptions(target=target, fast_scatter_nd=True, size=model.size, calibration=args.calibration)
     result = tune_model(Path(args.onnx), Path(args.out), options, tune)
     write_json(Path(args.report), {"tune_seconds": result.seconds, "trials": result.summary["trials"]})
     if result.summary["trials"]:
@@ -25,6 +25,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--onnx", required=True)
+    parser.add_argument("--calibration", required=True, help="the calibrate stage's ranges (read when target.precision is int8)")
     parser.add_argument("--out", required=True, help="the tuning directory")
     parser.add_argument("--report", required=True, help="how long it took (nothing depends on it)")
     run(main, parser)

@@ -55,6 +55,12 @@ needs_bf16 = pytest.mark.skipif(
     SUITE_MCPU != RECORD_MCPU, reason=f"this CPU lacks avx512_bf16 or cannot run {RECORD_MCPU} code, which bf16 tests build for"
 )
 
+# int8 builds (vpdpbusd) need AVX512-VNNI where they run; built for the suite's CPU, as every llvm test
+needs_vnni = pytest.mark.skipif(
+    not load_tvm().target.codegen.target_has_features("avx512vnni", load_tvm().target.Target({"kind": "llvm", "mcpu": SUITE_MCPU})),
+    reason=f"CPU {SUITE_MCPU} lacks AVX512-VNNI, which int8 runs need",
+)
+
 
 # Set in this process before any test runs, so every process the suite starts inherits it:
 # how a leaked helper is told apart from another checkout's or another user's.
@@ -209,6 +215,21 @@ def tiny416_bf16_artifact(tiny416_artifact, tmp_path_factory) -> Path:
     onnx_path = tiny416_artifact.parent / "tiny416.onnx"
     compile_onnx(onnx_path, out, CompileOptions(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision="bf16"), fast_scatter_nd=True))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny416_int8_artifact(tiny416_artifact, photos, tmp_path_factory) -> Path:
+    """``tiny416_artifact`` built with precision int8, calibrated on the sample photos; its tests skip without VNNI."""
+    from yolov3_tvm_opt.core.options import BenchOptions
+    from yolov3_tvm_opt.evaluate.calibrate import calibrate
+
+    root = tmp_path_factory.mktemp("tiny416_int8")
+    onnx_path = tiny416_artifact.parent / "tiny416.onnx"
+    pipeline = BenchOptions()
+    calibrate(onnx_path, next(iter(photos.values())).parent, root / "calibration.json", None, pipeline.input_scale, pipeline.letterbox)
+    options = TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU, precision="int8")
+    compile_onnx(onnx_path, root / "artifact", CompileOptions(options, fast_scatter_nd=True, calibration=str(root / "calibration.json")))
+    return root / "artifact"
 
 
 @pytest.fixture(scope="session")

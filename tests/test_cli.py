@@ -77,7 +77,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_artifacts):
     _one_line_error(cli("compile", "--onnx", str(tmp_path / "missing.onnx"), "--out_dir", str(tmp_path / "a")), "missing.onnx")
     _one_line_error(
         cli("compile", "--onnx", str(bad_onnx), "--out_dir", str(tmp_path / "a"), "--target", "cuda", "--precision", "bf16"),
-        "valid pairs are llvm: fp32 | bf16; cuda: fp32 | fp16",
+        "valid pairs are llvm: fp32 | bf16 | int8; cuda: fp32 | fp16",
     )
     assert not (tmp_path / "a").exists()
     _one_line_error(cli("bench", "--artifact_dir", str(tmp_path)), "meta.json")
@@ -199,3 +199,26 @@ def test_letterbox_has_one_spelling_on_every_command_that_takes_an_input():
         assert parser.parse_args(argv + ["--letterbox"]).letterbox is True, argv
         assert parser.parse_args(argv + ["--no_letterbox"]).letterbox is False, argv
         assert default == (argv[0] in ("bundle", "compare-dets")), argv  # the pipeline's input; bench and curve keep the seed's
+
+
+def test_calibrate_then_an_int8_compile_that_records_its_fp32_convs(tiny_onnx, yolov3_onnx, photos, tmp_path):
+    images = next(iter(photos.values())).parent
+    proc = cli("calibrate", "--onnx", str(tiny_onnx), "--images", str(images), "--out", str(tmp_path / "tiny.json"))
+    assert proc.returncode == 0 and f"over {len(photos)} photos" in proc.stdout and "latency only" not in proc.stdout, proc.stderr
+    proc = cli("calibrate", "--onnx", str(yolov3_onnx), "--images", str(images), "--out", str(tmp_path / "yolov3.json"))
+    assert proc.returncode == 0 and "synthetic weights, so its int8 build is for latency only" in proc.stdout, proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(cli("calibrate", "--onnx", str(tiny_onnx), "--images", str(empty), "--out", str(tmp_path / "e.json")), "no JPEG or PNG")
+    assert not (tmp_path / "e.json").exists()
+
+    build = ("compile", "--onnx", str(tiny_onnx), "--precision", "int8", "--calibration", str(tmp_path / "tiny.json"), "--threads", "2")
+    _one_line_error(cli(*build, "--out_dir", str(tmp_path / "no"), "--mcpu", "skylake-avx512"), "int8 kernels need AVX512-VNNI")
+    assert not (tmp_path / "no").exists()
+    proc = cli(*build, "--out_dir", str(tmp_path / "int8"), "--mcpu", "icelake-server")  # a cross-compile: builds anywhere
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "int8" / "meta.json").read_text())
+    # yolov3-tiny: 13 convs; the first (3 input channels) and the two heads stay fp32
+    assert meta["precision"] == "int8" and meta["int8"]["kernel"] == "vpdpbusd"
+    assert meta["int8"]["int8_convs"] == 10
+    assert meta["int8"]["fp32_convs"] == {"conv_0": "fewer than 16 input channels", "conv_15": "head", "conv_22": "head"}

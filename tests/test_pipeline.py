@@ -202,11 +202,12 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
 
 
 @pytest.mark.slow
-def test_input_scale_makes_only_bench_and_visualize_stale(pipeline_repo):
+def test_input_scale_makes_only_bench_visualize_and_calibrate_stale(pipeline_repo):
+    """calibrate preprocesses as bench does; at fp32 it rewrites the same file, so no compile follows it."""
     original = (pipeline_repo / "params.yaml").read_text()
     try:
         set_params(pipeline_repo, {"bench": {"input_scale": 0.5}})
-        assert stale_stages(pipeline_repo) == {"bench", "visualize"}
+        assert stale_stages(pipeline_repo) == {"calibrate", "bench", "visualize"}
     finally:
         (pipeline_repo / "params.yaml").write_text(original)
     assert stale_stages(pipeline_repo) == set()
@@ -223,6 +224,40 @@ def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
         (pipeline_repo / "params.yaml").write_text(original)
     restored = run(["dvc", "repro"], pipeline_repo).stdout  # back to the committed params: run-cache hits
     assert "Running stage 'model'" not in restored
+    assert stale_stages(pipeline_repo) == set()
+
+
+def _native_has_vnni() -> bool:
+    from yolov3_tvm_opt.compiler.target import make_target
+    from yolov3_tvm_opt.core.options import TargetOptions
+    from yolov3_tvm_opt.core.tvm_loader import load_tvm
+
+    return bool(load_tvm().target.codegen.target_has_features("avx512vnni", make_target(TargetOptions())))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _native_has_vnni(), reason="the pipeline builds for this CPU (mcpu native), which lacks AVX512-VNNI")
+def test_int8_reruns_on_a_new_calibration_photo_and_nothing_on_the_same_set(pipeline_repo):
+    original = (pipeline_repo / "params.yaml").read_text()
+    calib = pipeline_repo / "calib_photos"
+    calib.mkdir()
+    for name in ("motorcycle_left.png", "chelsea.png"):
+        shutil.copy(pipeline_repo / "pictures/photos" / name, calib / name)
+    try:
+        set_params(pipeline_repo, {"target": {"precision": "int8"}, "calibrate": {"images": "calib_photos"}})
+        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
+        assert {"calibrate", "compile_baseline", "compile_fastscatter", "bench"} <= ran and "model" not in ran
+        meta = json.loads((pipeline_repo / "artifacts/fastscatter/meta.json").read_text())
+        assert meta["precision"] == "int8" and meta["int8"]["int8_convs"] > 0
+        assert stale_stages(pipeline_repo) == set()
+        shutil.copy(pipeline_repo / "pictures/photos/grace_hopper.jpg", calib / "grace_hopper.jpg")
+        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
+        # tune reads the ranges too (its tasks are the int8 graph's); disabled, it rewrites the same empty database
+        assert ran == {"calibrate", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
+    finally:
+        (pipeline_repo / "params.yaml").write_text(original)
+        shutil.rmtree(calib)
+    run(["dvc", "repro"], pipeline_repo)  # back to fp32: calibrate rewrites its no-ranges file, the rest hits the run-cache
     assert stale_stages(pipeline_repo) == set()
 
 

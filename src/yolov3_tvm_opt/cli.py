@@ -80,7 +80,7 @@ def _compile(args: argparse.Namespace) -> CompileOptions:
     tuning_dir = args.tuning_dir or (f"{args.out_dir.rstrip('/')}_tuning" if args.tune else None)
     return CompileOptions(
         target=_target(args), fast_scatter_nd=args.fast_scatter_nd, exec_mode=args.exec_mode, size=args.size,
-        tuning_dir=tuning_dir, weights=args.weights,
+        tuning_dir=tuning_dir, weights=args.weights, calibration=args.calibration,
     )
 
 
@@ -237,6 +237,16 @@ def _named_dirs(directories: list[str], taken: set[str]) -> dict[str, Path]:
     return named
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    bench = _bench(args, BenchOptions())
+    from .evaluate.calibrate import calibrate
+
+    result = calibrate(Path(args.onnx), Path(args.images), Path(args.out), args.size, bench.input_scale, bench.letterbox)
+    print(f"wrote {args.out}: ranges of {len(result['convs'])} conv inputs over {len(result['photos'])} photos ({result['method']})")
+    if result["synthetic_weights"]:
+        print("note: this model has synthetic weights, so its int8 build is for latency only: its detections mean nothing")
+
+
 def _cmd_compare_dets(args: argparse.Namespace) -> None:
     options = AccuracyOptions(report_score=args.report_score, match_score=args.match_score, match_iou=args.match_iou)
     bench = _bench(args, BenchOptions())
@@ -316,8 +326,10 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
     build = CompileOptions()
     parser.add_argument(
         "--precision", choices=sorted({p for names in PRECISIONS.values() for p in names}), default=build.target.precision,
-        help="llvm: fp32 | bf16 (needs avx512_bf16); cuda: fp32 | fp16 (tensor cores, fp32 accumulation)",
+        help="llvm: fp32 | bf16 (needs avx512_bf16) | int8 (needs AVX512-VNNI and --calibration); "
+        "cuda: fp32 | fp16 (tensor cores, fp32 accumulation)",
     )
+    parser.add_argument("--calibration", default=build.calibration, help="int8: the activation ranges `yolov3-tvm calibrate` wrote")
     parser.add_argument("--no_cuda_graph", action="store_true", help="cuda: launch kernels one by one (a build whose per-op profile works)")
     parser.add_argument("--fast_scatter_nd", action="store_true", help="rewrite/replace scatter_nd (the fastscatter variant)")
     parser.add_argument("--exec_mode", choices=EXEC_MODES, default=build.exec_mode)
@@ -453,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_timing_flags(curve, CURVE_BENCH)
     curve.add_argument("--out", default=curve_defaults.out)
     curve.add_argument("--png", default=curve_defaults.png)
+
+    calib = command("calibrate", _cmd_calibrate, "activation ranges of the fp32 model over photos, for an int8 compile")
+    calib.add_argument("--onnx", required=True)
+    calib.add_argument("--out", required=True, help="the calibration JSON to write")
+    calib.add_argument("--images", default=VisualizeOptions.images, help="a folder of JPEG/PNG photos (default: the sample photos)")
+    calib.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
+    _add_input_flags(calib, pipeline, image=False)
 
     compare = command("compare-dets", _cmd_compare_dets, "hold a reduced-precision build to the detections of a reference build")
     compare.add_argument("--reference", required=True, help="artifact directory of the reference (fp32) build")

@@ -147,11 +147,11 @@ def test_params_yaml_refuses_a_target_it_cannot_build(tmp_path):
 def test_a_stage_stops_on_a_bad_param_before_it_announces_or_writes(tmp_path):
     """The compile stage used to print `compile_baseline: ... for llvm` before refusing fp16 on llvm."""
     (tmp_path / "params.yaml").write_text("target: {kind: llvm, precision: fp16}\nmodel: {size: 416}\ntune: {enabled: false}\n")
-    args = ["--variant", "baseline", "--onnx", "m.onnx", "--tuning", "t", "--out", "a", "--report", "r.json"]
+    args = ["--variant", "baseline", "--onnx", "m.onnx", "--tuning", "t", "--calibration", "c.json", "--out", "a", "--report", "r.json"]
     proc = subprocess.run([sys.executable, str(REPO / "stages" / "compile.py"), *args], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        "error: params.yaml: precision 'fp16' is not available for target 'llvm'; valid pairs are llvm: fp32 | bf16; "
+        "error: params.yaml: precision 'fp16' is not available for target 'llvm'; valid pairs are llvm: fp32 | bf16 | int8; "
         "cuda: fp32 | fp16 (set target.precision in params.yaml or pass --precision)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs_bf16
+from conftest import needs_bf16, needs_vnni
 
 from yolov3_tvm_opt.compiler.fast_scatter import apply_fast_scatter
 from yolov3_tvm_opt.compiler.frontend import import_onnx
@@ -38,6 +38,8 @@ def test_a_build_holds_the_contract_against_itself(tiny416_artifact, photos):
     assert result.passed and result.max_box_diff_px == 0.0 and result.max_score_diff == 0.0
     boxes = {p.photo.rsplit(".", 1)[0]: p.reference_boxes for p in result.photos}
     assert all(boxes[name] > 0 for name in WITH_DETECTIONS), boxes
+    total = 2 * sum(boxes.values())  # each build's boxes, each matched in the other
+    assert result.agreement() == {"iou_0.5": [total, total], "iou_0.9": [total, total]}
     assert json.loads(json.dumps(result.to_json()))["passed"] is True
 
 
@@ -49,6 +51,8 @@ def test_boxes_moved_past_the_iou_bar_break_the_contract(tiny416_artifact, photo
     result = compare_outputs("motorcycle_left", output, moved, meta, image_hw, letterbox=True)
     assert (not result.unmatched) == holds
     assert {u.reported_by for u in result.unmatched} == (set() if holds else {"reference", "candidate"})
+    # a box slid by 30% of its width still overlaps its twin by IoU 0.7 / 1.3: the same object, not the contract's 0.9
+    assert result.box_ious and min(result.box_ious) >= (0.9 if holds else 0.5)
     assert result.max_box_diff_px == pytest.approx(float(np.max(shift * output[..., 2])), rel=1e-4)
     assert result.max_score_diff == 0.0
 
@@ -68,6 +72,18 @@ def test_llvm_bf16_holds_the_contract_at_416(tiny416_artifact, tiny416_bf16_arti
     print(result.summary())
     assert result.passed
     assert result.max_score_diff > 0.0  # the rounding is real: bf16 is not fp32 under another name
+
+
+@pytest.mark.slow
+@needs_vnni
+def test_llvm_int8_holds_the_contract_at_416(tiny416_artifact, tiny416_int8_artifact, photos):
+    """Calibrated on the sample photos, first conv and heads in fp32 (meta.json says so)."""
+    result = compare_builds(tiny416_artifact, tiny416_int8_artifact, _photo_dir(photos), PIPELINE.input_scale, True)
+    print(result.summary())
+    assert result.passed
+    assert result.max_score_diff > 0.0  # int8 is not fp32 under another name
+    fp32 = load_artifact(tiny416_int8_artifact).meta["int8"]["fp32_convs"]
+    assert fp32 == {"conv_0": "fewer than 16 input channels", "conv_15": "head", "conv_22": "head"}
 
 
 @pytest.mark.slow

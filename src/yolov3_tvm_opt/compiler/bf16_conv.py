@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 
 from ..core.tvm_loader import load_tvm
-from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, packable, packed_conv2d_legalization
+from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, emit_packed_conv, packable, packed_conv2d_legalization
 
 tvm = load_tvm()
 
-from tvm import relax, te, tirx, topi  # noqa: E402
+from tvm import relax, te, tirx  # noqa: E402
 from tvm.s_tir import TensorIntrin  # noqa: E402
 from tvm.script import tirx as T  # noqa: E402
 
@@ -174,21 +174,9 @@ def bf16_conv2d_legalization() -> Callable[[Any, Any], Any]:
     def legalize(bb: Any, call: Any) -> Any:
         if not packable(call) or call.args[1].value.shape[1] < MIN_CHANNELS:
             return fallback(bb, call)
-        attrs = call.attrs
         weight = call.args[1].value.numpy()
-        conv = bb.call_te(
-            bf16_conv2d,
-            call.args[0],
-            relax.const(pack_weights_bf16(weight)),
-            tuple(int(s) for s in attrs.strides),
-            tuple(int(p) for p in attrs.padding),
-            tuple(int(d) for d in attrs.dilation),
-            primfunc_name_hint="conv2d_bf16",
-        )
-        if weight.shape[0] % LANES == 0:
-            return conv
-        # drop the zero filters' channels; the slice fuses with the bias add after it
-        return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [weight.shape[0]], strides=[1], axes=[1], primfunc_name_hint="crop_channels")
+        packed = relax.const(pack_weights_bf16(weight))
+        return emit_packed_conv(bb, call, bf16_conv2d, [call.args[0], packed], weight.shape[0], LANES, "conv2d_bf16")
 
     return legalize
 

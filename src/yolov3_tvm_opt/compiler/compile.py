@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifact_layout import CUDA_SOURCE_FILE, META_FILE, MODEL_FILE, WEIGHTS_FILE
+from ..core.calibration import load_calibration
 from ..core.errors import UserError
 from ..core.files import atomic_dir, sha256_file, write_json
 from ..core.options import CompileOptions
@@ -37,7 +38,7 @@ from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx, import_onnx_separate
 from .kernels import conv_gemm_extents, kernel_classes
 from .pipeline import build_context, lower_pipeline, optimize
-from .precision import bf16_kernel
+from .precision import bf16_kernel, int8_kernel
 from .target import make_target
 from .tuning_db import load_summary
 
@@ -146,7 +147,9 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
             checkpoint()
         tuning_dir = tuning_database(options.tuning_dir, target)
         precision = options.target.precision
-        mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules, precision)
+        calibration = load_calibration(Path(options.calibration)) if precision == "int8" else None
+        mod, schedules = optimize(mod, target, overrides, tuning_dir, options.default_schedules, precision, calibration)
+        int8_report = schedules.pop("int8", None)
         checkpoint()
         # the longest step follows; Ctrl-C from here on ends at the next checkpoint, with no artifact
         print(f"[compile] building {options.variant} for {options.target.kind}", flush=True)
@@ -164,6 +167,9 @@ def compile_onnx(onnx_path: Path, out_dir: Path, options: CompileOptions) -> Com
                 extra = {"cuda_graph": options.target.cuda_graph, "conv_kernels": conv_kernel_report(source, gemms)}
             if options.target.kind == "llvm" and precision == "bf16":
                 extra["bf16_kernel"] = bf16_kernel(target)
+            if int8_report is not None:
+                # which convs ran in int8 and which stayed fp32 (and why), and the ranges they used
+                extra["int8"] = {"kernel": int8_kernel(target), **int8_report, "calibration_sha256": sha256_file(Path(options.calibration))}
             if weights:
                 extra["weights"] = write_weights(tmp / WEIGHTS_FILE, [(w.name, w.array) for w in weights])
             meta = {

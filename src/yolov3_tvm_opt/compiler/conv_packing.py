@@ -134,7 +134,6 @@ def packed_conv2d_legalization(lanes: int) -> Callable[[Any, Any], Any]:
     def legalize(bb: Any, call: Any) -> Any:
         if not packable(call):
             return topi_conv2d(bb, call)
-        attrs = call.attrs
         weight = call.args[1]
         if isinstance(weight, tvm.ir.expr.Constant):
             out_channels = int(weight.value.shape[0])
@@ -142,18 +141,27 @@ def packed_conv2d_legalization(lanes: int) -> Callable[[Any, Any], Any]:
         else:
             out_channels = int(weight.ty.shape.values[0].value)
             packed = bb.emit_te(pack_weights_te, weight, lanes, primfunc_name_hint="pack_conv_weights")
-        conv = bb.call_te(
-            packed_conv2d,
-            call.args[0],
-            packed,
-            tuple(int(s) for s in attrs.strides),
-            tuple(int(p) for p in attrs.padding),
-            tuple(int(d) for d in attrs.dilation),
-            primfunc_name_hint="conv2d_packed",
-        )
-        if out_channels % lanes == 0:
-            return conv
-        # drop the zero filters' channels; the slice fuses with the bias add after it
-        return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [out_channels], strides=[1], axes=[1], primfunc_name_hint="crop_channels")
+        return emit_packed_conv(bb, call, packed_conv2d, [call.args[0], packed], out_channels, lanes, "conv2d_packed")
 
     return legalize
+
+
+def emit_packed_conv(bb: Any, call: Any, compute: Callable[..., Any], args: list[Any], out_channels: int, lanes: int, name: str) -> Any:
+    """``compute(*args, strides, padding, dilation)`` of a conv2d ``call``, its zero filters' channels cropped.
+
+    What every packed legalization (fp32 here, ``bf16_conv``, ``int8_conv``) ends with: the
+    output has ``out_channels`` padded to a multiple of ``lanes``, and the slice that drops the
+    padding fuses with the bias add after it.
+    """
+    attrs = call.attrs
+    conv = bb.call_te(
+        compute,
+        *args,
+        tuple(int(s) for s in attrs.strides),
+        tuple(int(p) for p in attrs.padding),
+        tuple(int(d) for d in attrs.dilation),
+        primfunc_name_hint=name,
+    )
+    if out_channels % lanes == 0:
+        return conv
+    return bb.call_te(topi.strided_slice, bb.emit(conv), [0], [out_channels], strides=[1], axes=[1], primfunc_name_hint="crop_channels")

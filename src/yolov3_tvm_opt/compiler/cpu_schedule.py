@@ -40,6 +40,7 @@ from ..core.tvm_loader import load_tvm
 from .bf16_conv import BF16_CONV, DOT_INTRIN, HELPER_IR
 from .bf16_conv import LANES as BF16_LANES
 from .conv_packing import BLOCK_KIND, CONV_INPUT, PACKED_CONV
+from .int8_conv import Int8Conv2D
 
 tvm = load_tvm()
 
@@ -396,6 +397,7 @@ class DlightRule(_CPURule):
 # in the order they are tried, by the name meta.json counts them under (``<name>_default_schedules``)
 CPU_RULES: dict[str, CPUScheduleRule] = {
     "conv2d": PackedConv2D(),
+    "conv2d_int8": Int8Conv2D(),  # int8_conv: vpdpbusd tiles
     "gemv": DlightRule(GEMV()),
     "reduction": DlightRule(Reduction()),
     "generic": Elementwise(),

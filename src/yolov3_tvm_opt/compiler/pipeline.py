@@ -12,9 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..core.calibration import Calibration
 from ..core.tvm_loader import load_tvm
 from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
+from .int8_conv import Int8Report, int8_conv2d_legalization
 from .cpu_schedule import apply_cpu_schedules, scheduled_functions, vector_lanes
 from .fast_activations import FastActivations
 from .precision import apply_precision
@@ -38,7 +40,8 @@ def optimize(
     tuning_dir: Path | None = None,
     default_schedules: bool = True,
     precision: str = "fp32",
-) -> tuple[Any, dict[str, int]]:
+    calibration: Calibration | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
     It is TVM's own pass list (library dispatch, legalize, fuse, and dlight's GPU schedules)
@@ -53,13 +56,21 @@ def optimize(
     ``precision`` (``core.options.PRECISIONS``) rewrites the graph first (``precision.apply_precision``),
     so tuning and compiling see the same reduced-precision functions; on llvm, bf16 is a choice of
     conv kernels instead (``bf16_conv``: bf16 inputs, fp32 sums), made here in the legalization.
+    int8 on llvm is a choice of conv kernels too (``int8_conv``), quantized with ``calibration``'s
+    ranges; ``counts["int8"]`` then says which convs ran in int8 and which stayed fp32.
     When ``main`` takes the weights as parameters, ``LiftTransformParams`` adds
     ``main_transform_params``, which the runtime calls once on the loaded weights.
     """
     mod = apply_precision(mod, target, precision)
     overrides = dict(legalize_overrides or {})
     if kind_of(target) == "llvm":
-        packed = bf16_conv2d_legalization() if precision == "bf16" else packed_conv2d_legalization(vector_lanes(target))
+        if precision == "int8":
+            report = Int8Report()
+            packed = int8_conv2d_legalization(calibration, report)
+        elif precision == "bf16":
+            packed = bf16_conv2d_legalization()
+        else:
+            packed = packed_conv2d_legalization(vector_lanes(target))
         overrides["relax.nn.conv2d"] = packed
     stages = _backend(target)
     legalize = stages.legalize_passes(target)
@@ -72,7 +83,7 @@ def optimize(
         # SiLU / HardSwish as one vectorisable op, before legalization splits them up
         legalize.insert(0, FastActivations())
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
-    counts = {"tuned_functions": 0}
+    counts: dict[str, Any] = {"tuned_functions": 0}
     with target:
         mod = tvm.transform.Sequential(stages.library_dispatch_passes(target) + legalize[:fused])(mod)
         if tuning_dir is not None:
@@ -85,6 +96,8 @@ def optimize(
             mod, applied = apply_cpu_schedules(mod)
             counts.update(applied)
         mod = tvm.transform.Sequential(legalize[fused:])(mod)
+    if precision == "int8" and kind_of(target) == "llvm":
+        counts["int8"] = report.as_dict()
     return mod, counts
 
 
@@ -122,8 +135,9 @@ def build_context(target: Any, cuda_graph: bool) -> Any:
 
 
 def build(
-    mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode", precision: str = "fp32"
+    mod: Any, target: Any, legalize_overrides: dict[str, Any] | None = None, exec_mode: str = "bytecode", precision: str = "fp32",
+    calibration: Calibration | None = None,
 ) -> Any:
     """optimize + lower + codegen with no tuning database: what the tests compare variants with."""
-    optimized, _ = optimize(mod, target, legalize_overrides, precision=precision)
+    optimized, _ = optimize(mod, target, legalize_overrides, precision=precision, calibration=calibration)
     return relax.build(optimized, target=target, relax_pipeline=lower_pipeline(target), exec_mode=exec_mode)

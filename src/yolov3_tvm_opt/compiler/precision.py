@@ -15,6 +15,9 @@ precision: casts happen inside, so the runtime, the benchmark and the detectors 
   conv kernels (``bf16_conv``, picked by ``pipeline.optimize``'s legalization), which round each
   conv's data and weights to bf16, multiply with ``vdpbf16ps`` and accumulate and run the
   epilogue in fp32.
+- llvm int8: the CPU must have AVX512-VNNI (``int8_kernel``), otherwise one line, as for bf16.
+  Again a choice of conv kernels (``int8_conv``): u8 activations times s8 weights with
+  ``vpdpbusd``, int32 sums, requantized to fp32 in the epilogue.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from ..core.errors import UserError
 from ..core.options import check_precision
 from ..core.tvm_loader import load_tvm
+from .int8_conv import VNNI_FEATURE
 from .target import kind_of
 
 tvm = load_tvm()
@@ -33,6 +37,7 @@ from tvm.target import codegen  # noqa: E402
 
 BF16_FEATURE = "avx512bf16"  # LLVM's name for the CPU feature behind vdpbf16ps
 VDPBF16PS = "vdpbf16ps"  # the bf16 kernel kind meta.json records (``bf16_conv``)
+VPDPBUSD = "vpdpbusd"  # the int8 kernel kind meta.json records (``int8_conv``)
 
 # The CPUs (-mcpu) where our vdpbf16ps convs beat our fp32 ones: a table, because a cross-compile
 # cannot measure. On AMD Zen 4 / 5 yolov3-tiny 416 took 9.0 ms in bf16 against 14.2 in fp32. On
@@ -54,7 +59,10 @@ def apply_precision(mod: Any, target: Any, precision: str) -> Any:
         return mod
     if precision == "fp16":
         return mixed_precision_fp16(mod)
-    bf16_kernel(target)
+    if precision == "int8":
+        int8_kernel(target)
+    else:
+        bf16_kernel(target)
     return mod
 
 
@@ -90,3 +98,18 @@ def bf16_kernel(target: Any) -> str:
             f"({', '.join(sorted(VDPBF16PS_PAYS))}) and there is no AMX kernel yet; build with target.precision: fp32"
         )
     return VDPBF16PS
+
+
+def int8_kernel(target: Any) -> str:
+    """The conv kernel kind an int8 build for this llvm target uses; a UserError where the CPU lacks VNNI.
+
+    Without ``vpdpbusd`` an int8 dot product takes three instructions and saturates in 16 bits,
+    so there is no int8 kernel worth building; the user is told to build fp32 or name a VNNI CPU.
+    """
+    if not codegen.target_has_features(VNNI_FEATURE, target):
+        mcpu = str(target.attrs.get("mcpu", "generic"))
+        raise UserError(
+            f"int8 kernels need AVX512-VNNI (vpdpbusd), which CPU {mcpu} lacks; build with target.precision: fp32, "
+            "or set target.mcpu to a CPU with it (e.g. icelake-server, sapphirerapids, znver4)"
+        )
+    return VPDPBUSD

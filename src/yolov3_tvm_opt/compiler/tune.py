@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.calibration import load_calibration
 from ..core.errors import UserError
 from ..core.files import atomic_dir, write_json
 from ..core.host import host_cores
@@ -181,7 +182,9 @@ def tune_model(onnx_path: Path, out_dir: Path, compile_options: CompileOptions, 
     runner = _runner(options)
     mod, _, _ = import_onnx(Path(onnx_path), compile_options.size)
     mod, overrides, _ = apply_fast_scatter(mod)
-    mod, _ = optimize(mod, target, overrides, default_schedules=False, precision=compile_options.target.precision)
+    precision = compile_options.target.precision
+    calibration = load_calibration(Path(compile_options.calibration)) if precision == "int8" else None
+    mod, _ = optimize(mod, target, overrides, default_schedules=False, precision=precision, calibration=calibration)
     tasks = ms.relax_integration.extract_tasks(mod, target)
     summary["tasks"] = len(tasks)
     print(f"[tune] {len(tasks)} tasks, {options.trials} trials, measured by the {options.runner} runner", flush=True)

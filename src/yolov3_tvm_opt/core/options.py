@@ -21,8 +21,9 @@ TARGET_KINDS = ("llvm", "cuda")
 DEVICES = ("cpu", "cuda")
 VARIANTS = ("baseline", "fastscatter")
 # The arithmetic each target can build at, its full-precision default first. bf16 on llvm needs
-# avx512_bf16 (vdpbf16ps); fp16 on cuda is mixed precision (fp16 storage, fp32 accumulation).
-PRECISIONS = {"llvm": ("fp32", "bf16"), "cuda": ("fp32", "fp16")}
+# avx512_bf16 (vdpbf16ps); fp16 on cuda is mixed precision (fp16 storage, fp32 accumulation);
+# int8 on llvm needs AVX512-VNNI (vpdpbusd) and a calibration file (``evaluate.calibrate``).
+PRECISIONS = {"llvm": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16")}
 
 
 def check_precision(target_kind: str, precision: str) -> None:
@@ -133,6 +134,7 @@ class CompileOptions:
     tuning_dir: str | None = None  # a tuning database to apply
     default_schedules: bool = True  # llvm: our schedules for functions without a tuning record
     weights: str = WEIGHTS_MODES[0]  # embedded | separate (see WEIGHTS_MODES)
+    calibration: str | None = None  # int8: the activation ranges (``yolov3-tvm calibrate``'s JSON)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -144,6 +146,11 @@ class CompileOptions:
             # bf16 convs pack constant weights at compile time; weights given at run time would get
             # the fp32 kernels, and meta.json would claim bf16
             raise UserError("bf16 builds keep their weights in model.so; drop --weights separate, or build fp32")
+        if self.target.precision == "int8":
+            if self.weights == "separate":  # as bf16: int8 weights are quantized and packed at compile time
+                raise UserError("int8 builds keep their weights in model.so; drop --weights separate, or build fp32")
+            if not self.calibration:
+                raise UserError("int8 needs activation ranges: run `yolov3-tvm calibrate --onnx MODEL --out FILE` and pass --calibration FILE")
 
     @property
     def variant(self) -> str:
@@ -214,8 +221,16 @@ class CurveOptions:
 # precision it was built in: (box coordinates in input pixels, objectness/class scores). A GPU
 # sums in another order than the CPU, so fp32 differs in the last bits, and those grow through
 # exp() in the box decode; fp16 keeps about three decimal digits, bf16 about two (yolov3-tiny 416
-# in bf16 differed from fp32 by up to 2.8 px and 0.035 over every anchor of the sample photos).
-BUNDLE_TOLERANCE = {"fp32": (0.1, 1e-3), "fp16": (2.0, 2e-2), "bf16": (6.0, 6e-2)}
+# in bf16 differed from fp32 by up to 2.8 px and 0.035 over every anchor of the sample photos; in
+# int8, calibrated on them, by up to 33.8 px and 0.219, while every reported box kept IoU >= 0.9).
+BUNDLE_TOLERANCE = {"fp32": (0.1, 1e-3), "fp16": (2.0, 2e-2), "bf16": (6.0, 6e-2), "int8": (40.0, 0.25)}
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """The photos an int8 build's activation ranges come from (params.yaml ``calibrate``; ``yolov3-tvm calibrate``)."""
+
+    images: str = "pictures/photos"  # a folder of JPEG/PNG photos, nothing else; default: the sample photos
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import yaml
 from .errors import UserError
 from .options import (
     BenchOptions,
+    CalibrateOptions,
     ModelOptions,
     OptionError,
     TargetOptions,
@@ -31,6 +32,7 @@ SECTIONS = {
     "tune": TuneOptions,
     "bench": BenchOptions,
     "visualize": VisualizeOptions,
+    "calibrate": CalibrateOptions,
 }
 
 

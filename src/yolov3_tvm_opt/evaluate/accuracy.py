@@ -6,7 +6,9 @@ and checks both ways that every box one of them reports (score >= ``report_score
 has a box of the same class in the other with IoU >= ``match_iou`` and score >= ``match_score``.
 The matching side is searched before NMS, so a box is found even when a near twin outscored it
 there. Beside the verdict it records how far the raw outputs moved: the largest difference of
-the box coordinates (model-input pixels) and of the scores (objectness and class probabilities).
+the box coordinates (model-input pixels) and of the scores (objectness and class probabilities),
+and each reported box's agreement, the best IoU a same-class box of the other build reaches, so
+a contract that breaks says by how much (``AGREEMENT_IOUS``: matched / total at each IoU).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from ..runtime import create_vm, load_artifact
 from ..deploy.detect import Detection, detections_for, iou
 from .images import model_input
 from .photos import list_photos
+
+
+AGREEMENT_IOUS = (0.5, 0.9)  # the IoUs the box agreement is counted at: "the same object" and the contract's default
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class PhotoComparison:
     max_box_diff_px: float
     max_score_diff: float
     unmatched: list[Unmatched] = field(default_factory=list)
+    box_ious: list[float] = field(default_factory=list)  # per reported box (both builds'), its best IoU in the other
 
 
 @dataclass
@@ -67,9 +73,14 @@ class AccuracyResult:
     def max_score_diff(self) -> float:
         return max(p.max_score_diff for p in self.photos)
 
+    def agreement(self) -> dict[str, list[int]]:
+        """Over every photo: [matched, total] reported boxes whose best IoU in the other build reaches each of ``AGREEMENT_IOUS``."""
+        ious = [i for p in self.photos for i in p.box_ious]
+        return {f"iou_{threshold:g}": [sum(i >= threshold for i in ious), len(ious)] for threshold in AGREEMENT_IOUS}
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(passed=self.passed, max_box_diff_px=self.max_box_diff_px, max_score_diff=self.max_score_diff)
+        data.update(passed=self.passed, max_box_diff_px=self.max_box_diff_px, max_score_diff=self.max_score_diff, agreement=self.agreement())
         return data
 
     def summary(self) -> str:
@@ -84,22 +95,30 @@ class AccuracyResult:
             for u in p.unmatched
         ]
         verdict = "holds" if self.passed else "BROKEN"
+        agreement = ", ".join(f"{m}/{t} at IoU >= {key.removeprefix('iou_')}" for key, (m, t) in self.agreement().items())
         lines.append(
             f"accuracy contract {verdict} on {len(self.photos)} photos: max box diff {self.max_box_diff_px:.3g} px, "
-            f"max score diff {self.max_score_diff:.3g}"
+            f"max score diff {self.max_score_diff:.3g}; boxes matched {agreement}"
         )
         return "\n".join(lines)
 
 
-def unmatched_boxes(reported: list[Detection], pool: list[Detection], match_iou: float, reported_by: str) -> list[Unmatched]:
-    """The boxes of ``reported`` with no same-class box in ``pool`` at IoU >= ``match_iou``."""
-    missing = []
+def best_ious(reported: list[Detection], pool: list[Detection]) -> list[float]:
+    """Per box of ``reported``, the best IoU of a same-class box in ``pool`` (0 where there is none)."""
+    best = []
     for det in reported:
         same_class = np.array([d.box_xyxy for d in pool if d.class_id == det.class_id]).reshape(-1, 4)
-        best = float(iou(np.array(det.box_xyxy), same_class).max(initial=0.0))
-        if best < match_iou:
-            missing.append(Unmatched(reported_by, det.class_name, det.score, det.box_xyxy, best))
-    return missing
+        best.append(float(iou(np.array(det.box_xyxy), same_class).max(initial=0.0)))
+    return best
+
+
+def unmatched_boxes(reported: list[Detection], pool: list[Detection], match_iou: float, reported_by: str) -> list[Unmatched]:
+    """The boxes of ``reported`` with no same-class box in ``pool`` at IoU >= ``match_iou``."""
+    return [
+        Unmatched(reported_by, det.class_name, det.score, det.box_xyxy, best)
+        for det, best in zip(reported, best_ious(reported, pool))
+        if best < match_iou
+    ]
 
 
 def compare_outputs(
@@ -123,8 +142,9 @@ def compare_outputs(
         return detections_for(output, meta, image_hw, options.match_score, options.nms_iou, letterbox, nms=False)
 
     ref_boxes, cand_boxes = reported(reference), reported(candidate)
-    missing = unmatched_boxes(ref_boxes, pool(candidate), options.match_iou, "reference")
-    missing += unmatched_boxes(cand_boxes, pool(reference), options.match_iou, "candidate")
+    ref_pool, cand_pool = pool(reference), pool(candidate)
+    missing = unmatched_boxes(ref_boxes, cand_pool, options.match_iou, "reference")
+    missing += unmatched_boxes(cand_boxes, ref_pool, options.match_iou, "candidate")
     return PhotoComparison(
         photo=photo,
         reference_boxes=len(ref_boxes),
@@ -132,6 +152,7 @@ def compare_outputs(
         max_box_diff_px=float(diff[..., :4].max()),
         max_score_diff=float(diff[..., 4:].max()),
         unmatched=missing,
+        box_ious=best_ious(ref_boxes, cand_pool) + best_ious(cand_boxes, ref_pool),
     )
 
 

@@ -1,0 +1,296 @@
+"""llvm conv2d in int8 with int32 accumulation: one ``vpdpbusd`` per (column, group of 4 input channels).
+
+Why: ``vpdpbusd`` (AVX512-VNNI, Intel since Cascade Lake, AMD since Zen 4) multiplies 64 u8 x s8
+pairs and adds them into 16 int32 lanes: 64 MACs per instruction, four times an fp32 FMA. Lane j
+of ``vpdpbusd acc, a, b`` adds ``a[4j..4j+3] . b[4j..4j+3]``; with ``b`` = 16 output channels x 4
+input channels and ``a`` = one pixel's 4 input channels broadcast to all lanes as one 32-bit
+value, each lane accumulates its own output channel, the same register tile as ``bf16_conv``.
+
+Quantization (static, post-training; the ranges come from calibration, ``evaluate.calibrate``):
+
+* weights: symmetric per output channel, ``q = round(w / s_w[o])`` with ``s_w[o] = max|w[o]| / 127``,
+  packed at compile time to ``[O / 16, I / 4, KH, KW, 16, 4]`` int8 (I padded with zero channels,
+  O with zero filters, as in ``conv_packing``);
+* activations: asymmetric u8, because leaky ReLU and SiLU outputs are signed and ``vpdpbusd``
+  takes its activations unsigned: ``q = clamp(round(x / s_x) + zp, 0, 255)`` over the calibrated
+  range (widened to hold 0, so zero padding is exactly ``zp``);
+* the zero point is compensated in the epilogue, folded into one per-channel offset:
+  ``out[o] = s_x s_w[o] acc[o] - s_x s_w[o] zp sum(q_w[o])``, i.e. int32 accumulator times a
+  per-channel scale plus a per-channel bias, one FMA per output before the graph's own bias and
+  activation, which fuse into the same epilogue and run in fp32 on the tile.
+
+The input quantization (fp32 NCHW -> u8, 4 channels per 32-bit word, padding included) happens in
+the conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already has for its
+padding, so quantizing adds no pass over the activations; they stay fp32 NCHW between layers
+(keeping them u8 from conv to conv is a later step). Convs it does not fit (grouped, weights given
+at run time, no calibrated range) and the convs kept in fp32 for accuracy (``keep_fp32``) take the
+fp32 packed legalization, so an int8 build is always complete; ``Int8Report`` says which went where.
+
+The reduction over a group of 4 is tensorized with TVM's own description of it (the one
+``tvm.s_tir.tensor_intrin.x86`` registers as ``dot_16x4_vnni``), but with the accumulator in
+``local`` scope, where our register tile keeps it; the instruction is LLVM's
+``llvm.x86.avx512.vpdpbusd.512``, called directly (integer vectors pass through TVM's codegen).
+The LLVM in TVM 0.27's wheel declares it on ``<64 x i8>`` operands (older LLVMs, and TVM's own
+``dot_16x4_vnni``, on ``<16 x i32>``, which this LLVM rejects), hence our implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..core.calibration import Calibration, weight_key
+from ..core.tvm_loader import load_tvm
+from .conv_packing import BLOCK_KIND, CONV_INPUT, conv_output_hw, emit_packed_conv, packable, packed_conv2d_legalization
+
+tvm = load_tvm()
+
+from tvm import relax, s_tir, te, tirx  # noqa: E402
+from tvm.s_tir import TensorIntrin  # noqa: E402
+from tvm.s_tir.dlight.cpu.base import CPUScheduleRule  # noqa: E402
+from tvm.script import tirx as T  # noqa: E402
+
+INT8_BLOCK = "conv2d_int8_packed"  # the accumulating block's name
+INT8_CONV = "int8_conv2d"  # its BLOCK_KIND annotation, which the schedule rule looks for
+QUANT_BLOCK = "int8_quantize"  # the input copy that quantizes, a CONV_INPUT
+MIN_CHANNELS = 16  # input channels below which a conv stays fp32 (YOLO's first conv: 3 of 4 lanes would be padding)
+LANES = 16  # int32 lanes of a zmm register: the output channels of one vpdpbusd
+GROUP = 4  # input channels summed per lane by one vpdpbusd
+DOT_INTRIN = "yolov3_tvm_vpdpbusd_16x4"
+VNNI_FEATURE = "avx512vnni"  # LLVM's name for the CPU feature behind vpdpbusd
+
+
+def activation_qparams(low: float, high: float) -> tuple[float, int]:
+    """(scale, zero point) of asymmetric u8 over [low, high], widened to hold 0 (zero padding must be exact)."""
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    scale = (high - low) / 255.0 or 1.0
+    zero_point = int(np.clip(np.rint(-low / scale), 0, 255))
+    return scale, zero_point
+
+
+def quantize_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OIHW fp32 -> (int8 OIHW, per-output-channel scale), symmetric in [-127, 127].
+
+    -128 is left out so the range is symmetric; an all-zero filter gets scale 1 (its outputs are 0).
+    """
+    peak = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1).astype(np.float32)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    quantized = np.clip(np.rint(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
+    return quantized, scale
+
+
+def pack_weights_int8(quantized: np.ndarray) -> np.ndarray:
+    """int8 OIHW -> ``[ceil(O / 16), ceil(I / 4), KH, KW, 16, 4]``: what one ``vpdpbusd`` reads as its 64 bytes."""
+    out_channels, in_channels, kh, kw = quantized.shape
+    blocks, groups = -(-out_channels // LANES), -(-in_channels // GROUP)
+    padded = np.zeros((blocks * LANES, groups * GROUP, kh, kw), dtype=np.int8)
+    padded[:out_channels, :in_channels] = quantized
+    blocked = padded.reshape(blocks, LANES, groups, GROUP, kh, kw)
+    return np.ascontiguousarray(blocked.transpose(0, 2, 4, 5, 1, 3))
+
+
+def requant_constants(quantized: np.ndarray, w_scale: np.ndarray, x_scale: float, zero_point: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per padded output channel (scale, offset) with ``out = acc * scale + offset`` (module docstring)."""
+    blocks = -(-quantized.shape[0] // LANES)
+    scale = np.zeros(blocks * LANES, np.float32)
+    offset = np.zeros(blocks * LANES, np.float32)
+    scale[: len(w_scale)] = w_scale * np.float32(x_scale)
+    sums = quantized.reshape(quantized.shape[0], -1).astype(np.int64).sum(axis=1)
+    offset[: len(w_scale)] = -scale[: len(w_scale)] * np.float32(zero_point * sums)
+    return scale, offset
+
+
+def int8_conv2d(
+    data: te.Tensor,
+    packed: te.Tensor,
+    scale: te.Tensor,
+    offset: te.Tensor,
+    x_scale: float,
+    zero_point: int,
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+) -> te.Tensor:
+    """NCHW fp32 conv2d through int8: quantize + pad the input to u8 groups of 4, sum in int32, requantize to fp32.
+
+    The groups are ``[N, C / 4, H + pads, W + pads, 4]`` u8: 4 consecutive bytes are the 32-bit
+    value ``vpdpbusd`` broadcasts. Padding (and the padded channels) hold the zero point, the u8
+    image of 0.0.
+    """
+    batch, channels, height, width = (int(x) for x in data.shape)
+    blocks, groups, kh, kw, lanes, group = (int(x) for x in packed.shape)
+    top, left, bottom, right = padding
+    out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
+    inverse = tirx.const(1.0 / x_scale, "float32")
+    zp = tirx.const(zero_point, "uint8")
+
+    def quantize(n: Any, g: Any, y: Any, x: Any, k: Any) -> Any:
+        iy, ix, c = y - top, x - left, g * group + k
+        value = data[n, tirx.min(c, channels - 1), iy, ix] * inverse + tirx.const(zero_point, "float32")
+        clamped = tirx.max(tirx.min(tirx.nearbyint(value), tirx.const(255.0, "float32")), tirx.const(0.0, "float32"))
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width, c < channels)
+        return tirx.if_then_else(inside, clamped.astype("uint8"), zp)
+
+    quantized = te.compute(
+        (batch, groups, height + top + bottom, width + left + right, group), quantize, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
+    )
+    rc = te.reduce_axis((0, groups), name="rc")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    rk = te.reduce_axis((0, group), name="rk")
+    acc = te.compute(
+        (batch, blocks * lanes, out_h, out_w),
+        lambda n, co, y, x: te.sum(
+            quantized[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1], rk].astype("int32")
+            * packed[co // lanes, rc, ry, rx, co % lanes, rk].astype("int32"),
+            axis=[rc, ry, rx, rk],
+        ),
+        name=INT8_BLOCK,
+        attrs={BLOCK_KIND: INT8_CONV},
+    )
+    return te.compute(acc.shape, lambda n, co, y, x: acc[n, co, y, x].astype("float32") * scale[co] + offset[co], name="requantize")
+
+
+@dataclass
+class Int8Report:
+    """Which convs an int8 legalization ran in int8 and which stayed fp32, and why (meta.json's ``int8``).
+
+    A conv is named by its ONNX node (from the calibration file), or by its place among the
+    model's convs where the file does not know it.
+    """
+
+    int8: list[str] = field(default_factory=list)
+    fp32: dict[str, str] = field(default_factory=dict)  # conv -> why it stayed fp32
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32)}
+
+
+def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Callable[[Any, Any], Any]:
+    """A LegalizeOps override for relax.nn.conv2d: int8 where a calibrated range fits, fp32 packed elsewhere.
+
+    The heads of ``calibration`` stay fp32; ``report`` records which conv went where.
+    """
+    fallback = packed_conv2d_legalization(LANES)
+
+    def legalize(bb: Any, call: Any) -> Any:
+        index = len(report.int8) + len(report.fp32)
+        constant = isinstance(call.args[1], tvm.ir.expr.Constant)
+        key = weight_key(call.args[1].value.numpy()) if constant else ""
+        name = calibration.names.get(key, f"conv #{index}")
+        reason = (
+            "not packable" if not packable(call) or not constant
+            else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
+            else "head" if key in calibration.heads
+            else "not calibrated" if key not in calibration.ranges
+            else None
+        )
+        if reason is not None:
+            report.fp32[name] = reason
+            return fallback(bb, call)
+        report.int8.append(name)
+        weight = call.args[1].value.numpy()
+        x_scale, zero_point = activation_qparams(*calibration.ranges[key])
+        quantized, w_scale = quantize_weights(weight)
+        scale, offset = requant_constants(quantized, w_scale, x_scale, zero_point)
+        args = [call.args[0], relax.const(pack_weights_int8(quantized)), relax.const(scale), relax.const(offset), x_scale, zero_point]
+        return emit_packed_conv(bb, call, int8_conv2d, args, weight.shape[0], LANES, "conv2d_int8")
+
+    return legalize
+
+
+@T.prim_func(s_tir=True)
+def _dot_desc(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        for i, k in T.grid(T.int64(16), T.int64(4)):
+            with T.sblock("update"):
+                vi, vk = T.axis.remap("SR", [i, k])
+                C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+
+
+@T.prim_func(s_tir=True)
+def _dot_impl(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], "int32x16"),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="int8x64"),
+            B.vload([0, 0], "int8x64"),
+            dtype="int32x16",
+        )
+
+
+TensorIntrin.register(DOT_INTRIN, _dot_desc, _dot_impl, override=True)
+
+
+def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
+    """The fp32 packed conv's register tile (``cpu_schedule``), its innermost (16 x 4) reduction one ``vpdpbusd``.
+
+    16 output channels (one zmm of int32) x up to 16 columns, the accumulators in registers,
+    requantization, bias and activation applied as the tile is written back, (channel block,
+    row) tasks in parallel, and the quantizing input copy its own parallel pass.
+    """
+    # imported here: cpu_schedule lists this rule among its own, so it imports this module first
+    from . import cpu_schedule as cpu
+
+    sch = s_tir.Schedule(func)
+    conv = cpu._conv_block(sch, INT8_CONV)
+    if conv is None:
+        return None
+    loops = sch.get_loops(conv)
+    if len(loops) != 8:
+        return None
+    n, co, oh, ow, rc, ry, rx, rk = loops
+    cropped = any(
+        [int(d) for d in sch.get(block).writes[0].source.shape] != [int(d) for d in sch.get(conv).writes[0].source.shape]
+        for block in cpu._elementwise_chain(sch, conv)
+    )
+    w_tile = cpu._column_tile(cpu._extent(sch, ow), 16, 24, guard=not cropped)
+    rows_outer = cpu._rows_outer(sch, conv, cpu._extent(sch, co) // LANES, cpu._extent(sch, oh))
+    co_outer, co_inner = sch.split(co, [None, LANES])
+    ow_outer, ow_inner = sch.split(ow, [None, w_tile])
+    outer = (oh, co_outer) if rows_outer else (co_outer, oh)
+    sch.reorder(n, *outer, ow_outer, rc, ry, rx, ow_inner, co_inner, rk)
+    local = sch.cache_write(conv, 0, "local")
+    sch.transform_layout(conv, ("write", 0), lambda b, c, y, x: (b, y, x, c))
+    sch.reverse_compute_at(local, ow_outer)
+    for consumer in cpu._elementwise_chain(sch, local):
+        sch.reverse_compute_inline(consumer)
+    sch.unroll(ow_inner)
+    tasks = sch.fuse(n, *outer)
+    sch.parallel(tasks)
+    init = sch.decompose_reduction(conv, rc)
+    for producer in sch.get_producers(conv):
+        if cpu._is_padding(sch, producer):
+            cpu._parallel_spatial(sch, producer, LANES)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(local)[-1])
+    sch.tensorize(co_inner, DOT_INTRIN)  # last: it replaces the conv block
+    return sch
+
+
+class Int8Conv2D(CPUScheduleRule):
+    """A fused function around one ``int8_conv2d`` block; None (not mine) for anything else."""
+
+    def apply(self, func: tirx.PrimFunc, target: Any, tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        try:
+            return _schedule_int8(func)
+        except (s_tir.ScheduleError, RuntimeError, ValueError):
+            return None

@@ -1,0 +1,121 @@
+"""int8 convs: packing and quantization exact, results equal to an int8 numpy reference, vpdpbusd in the code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SUITE_MCPU, needs_vnni
+from test_bf16_conv import conv_onnx, reference_conv
+
+from yolov3_tvm_opt.compiler.frontend import import_onnx
+from yolov3_tvm_opt.compiler.int8_conv import MIN_CHANNELS, activation_qparams, pack_weights_int8, quantize_weights
+from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
+from yolov3_tvm_opt.compiler.precision import int8_kernel
+from yolov3_tvm_opt.compiler.target import make_target
+from yolov3_tvm_opt.core.calibration import Calibration, weight_key
+from yolov3_tvm_opt.core.errors import UserError
+from yolov3_tvm_opt.core.options import CompileOptions, TargetOptions
+from yolov3_tvm_opt.core.tvm_loader import load_tvm
+
+tvm = load_tvm()
+
+from tvm import relax  # noqa: E402
+
+TARGET = make_target(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU))
+VNNI_TARGET = make_target(TargetOptions(cpu_threads=2, mcpu="icelake-server"))  # for builds that are not run: any machine
+
+
+def build_int8(path, calibration, target=TARGET):
+    mod, _, _ = import_onnx(path)
+    optimized, counts = optimize(mod, target, precision="int8", calibration=calibration)
+    return relax.build(optimized, target=target, relax_pipeline=lower_pipeline(target)), counts
+
+
+def asm(ex):
+    return "".join(m.inspect_source("asm") for m in ex.mod.imports if m.kind == "llvm")
+
+
+def int8_reference(x, weight, stride, low, high):
+    """The conv of the quantized values, in float64: what the int32 sums and the requantization compute exactly."""
+    x_scale, zero_point = activation_qparams(low, high)
+    qx = np.clip(np.rint(x / np.float32(x_scale)) + zero_point, 0, 255) - zero_point
+    qw, w_scale = quantize_weights(weight)
+    return reference_conv(qx.astype(np.float32), qw.astype(np.float32), stride) * x_scale * w_scale[None, :, None, None]
+
+
+def test_pack_weights_int8_groups_four_input_channels_per_output_lane():
+    quantized, _ = quantize_weights(np.random.default_rng(1).standard_normal((255, 6, 3, 3)).astype(np.float32))
+    packed = pack_weights_int8(quantized)
+    assert packed.shape == (16, 2, 3, 3, 16, 4) and packed.dtype == np.int8 and packed.flags.c_contiguous
+    for o, c in ((0, 0), (15, 3), (16, 4), (100, 5), (254, 1)):
+        np.testing.assert_array_equal(packed[o // 16, c // 4, :, :, o % 16, c % 4], quantized[o, c])
+    assert not packed[:, 1, :, :, :, 2:].any()  # input channels 6 and 7 (pads 6 to 8) are zero
+    assert not packed[15, :, :, :, 15].any()  # output channel 255 is a zero filter
+
+
+def test_quantization_is_symmetric_per_output_channel_and_zero_stays_exact():
+    weight = np.random.default_rng(2).standard_normal((8, 4, 3, 3)).astype(np.float32) * np.arange(1, 9, dtype=np.float32)[:, None, None, None]
+    weight[3] = 0
+    quantized, scale = quantize_weights(weight)
+    assert quantized.dtype == np.int8 and quantized.min() >= -127
+    peaks = np.abs(quantized).reshape(8, -1).max(axis=1)
+    assert (peaks[np.arange(8) != 3] == 127).all() and peaks[3] == 0  # each channel uses its own full range
+    np.testing.assert_allclose(quantized * scale[:, None, None, None], weight, atol=float(scale.max()) / 2 + 1e-6)
+    x_scale, zero_point = activation_qparams(-1.5, 6.0)
+    assert 0 < zero_point < 255 and np.isclose(x_scale * 255, 7.5) and np.isclose(-zero_point * x_scale, -1.5, atol=x_scale / 2)
+    assert activation_qparams(0.5, 2.0)[1] == 0  # a range that excludes 0 is widened to hold it (zero padding is exact)
+
+
+@needs_vnni
+@pytest.mark.parametrize(
+    "size, cin, cout, kernel, stride",
+    [(13, 32, 48, 3, 1), (12, 18, 40, 3, 2), (10, 64, 255, 1, 1)],
+    ids=["3x3", "3x3-stride2-channels-pad-to-groups", "1x1-head-crop"],
+)
+def test_int8_conv_equals_the_int8_reference_and_uses_vpdpbusd(tmp_path, size, cin, cout, kernel, stride):
+    weight, _ = conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride=stride)
+    x = np.random.default_rng(3).standard_normal((1, cin, size, size)).astype(np.float32)
+    low, high = float(x.min()) * 0.8, float(x.max()) * 0.8  # a range that clips: both ends saturate
+    ex, counts = build_int8(tmp_path / "c.onnx", Calibration({weight_key(weight): (low, high)}))
+    assert counts["int8"] == {"int8_convs": 1, "fp32_convs": {}} and counts["conv2d_int8_default_schedules"] == 1
+    assert "vpdpbusd" in asm(ex)
+    out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    expected = int8_reference(x, weight, stride, low, high)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("mcpu", ["icelake-server", "znver4"])
+def test_cross_compiling_for_a_vnni_cpu_emits_vpdpbusd_anywhere(tmp_path, mcpu):
+    weight, _ = conv_onnx(tmp_path / "c.onnx", 8, 32, 32, 3)
+    target = make_target(TargetOptions(mcpu=mcpu))
+    ex, counts = build_int8(tmp_path / "c.onnx", Calibration({weight_key(weight): (-1.0, 1.0)}), target)
+    assert counts["int8"]["int8_convs"] == 1 and "vpdpbusd" in asm(ex)
+
+
+def test_a_cpu_without_vnni_gets_one_line():
+    with pytest.raises(UserError, match="int8 kernels need AVX512-VNNI .*CPU skylake-avx512 lacks"):
+        int8_kernel(make_target(TargetOptions(mcpu="skylake-avx512")))
+
+
+def test_convs_int8_does_not_fit_or_keeps_for_accuracy_stay_fp32(tmp_path):
+    """The first conv (3 channels), a head and an uncalibrated conv take the fp32 packed conv, each recorded with its reason."""
+    cases = {"first": (3, None), "head": (MIN_CHANNELS, "head"), "uncalibrated": (32, "absent")}
+    counts = {}
+    for name, (cin, how) in cases.items():
+        weight, _ = conv_onnx(tmp_path / f"{name}.onnx", 8, cin, 16, 3)
+        key = weight_key(weight)
+        calibration = Calibration({} if how == "absent" else {key: (-1.0, 1.0)}, frozenset({key}) if how == "head" else frozenset())
+        _, built = build_int8(tmp_path / f"{name}.onnx", calibration, VNNI_TARGET)
+        counts[name] = built
+        assert built["int8"]["int8_convs"] == 0 and built["conv2d_default_schedules"] == 1
+    # named by their place among the convs: these calibrations know no ONNX names
+    assert counts["first"]["int8"]["fp32_convs"] == {"conv #0": f"fewer than {MIN_CHANNELS} input channels"}
+    assert counts["head"]["int8"]["fp32_convs"] == {"conv #0": "head"}
+    assert counts["uncalibrated"]["int8"]["fp32_convs"] == {"conv #0": "not calibrated"}
+
+
+def test_int8_needs_a_calibration_and_embedded_weights():
+    with pytest.raises(UserError, match="int8 needs activation ranges: run `yolov3-tvm calibrate"):
+        CompileOptions(TargetOptions(precision="int8"))
+    with pytest.raises(UserError, match="int8 builds keep their weights in model.so"):
+        CompileOptions(TargetOptions(precision="int8"), weights="separate", calibration="c.json")
