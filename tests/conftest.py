@@ -62,6 +62,51 @@ needs_vnni = pytest.mark.skipif(
 )
 
 
+def write_conv_onnx(path, size, cin, cout, kernel, stride=1, weight=None, bias=False, leaky=False):
+    """A one-conv ONNX (optional bias and leaky ReLU) with seeded weights; returns the weight and the initializers."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(cin * cout + kernel + stride)
+    if weight is None:
+        weight = (rng.standard_normal((cout, cin, kernel, kernel)) * 0.2).astype(np.float32)
+    inputs, inits = ["images", "w"], [numpy_helper.from_array(weight, "w")]
+    if bias:
+        inputs.append("b")
+        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"))
+    pad = kernel // 2
+    nodes = [helper.make_node("Conv", inputs, ["conv" if leaky else "output"], pads=[pad] * 4, strides=[stride] * 2)]
+    if leaky:
+        nodes.append(helper.make_node("LeakyRelu", ["conv"], ["output"], alpha=0.1))
+    out = (size + 2 * pad - kernel) // stride + 1
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, cin, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cout, out, out])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return weight, inits
+
+
+def reference_conv(x, weight, stride):
+    """float64 conv of the given (already rounded or quantized) values: what the kernels' sums approximate."""
+    import numpy as np
+
+    kernel = weight.shape[2]
+    pad = kernel // 2
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = (x.shape[2] + 2 * pad - kernel) // stride + 1
+    result = np.zeros((1, weight.shape[0], out, out))
+    for ky in range(kernel):
+        for kx in range(kernel):
+            patch = padded[:, :, ky : ky + stride * out : stride, kx : kx + stride * out : stride]
+            result += np.einsum("nchw,oc->nohw", patch, weight[:, :, ky, kx].astype(np.float64))
+    return result
+
+
 # Set in this process before any test runs, so every process the suite starts inherits it:
 # how a leaked helper is told apart from another checkout's or another user's.
 SUITE_MARK = "YOLOV3_TVM_TEST_SUITE"

@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 # declared, used, but never imported by name
 USED_WITHOUT_IMPORT = {
     "dvc": "runs the pipeline's stages (`dvc repro`, make bench)",
-    "apache-tvm-ffi": "the ABI model.so is built against; a bundle ships this very wheel",
     "xgboost-cpu": "MetaSchedule's default cost model imports xgboost while tuning",
     "scikit-image": "evaluate/photos.py copies its sample photos, found without importing it",
 }

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
-import onnx
 import pytest
-from conftest import SUITE_MCPU, needs_bf16
-from onnx import TensorProto, helper, numpy_helper
+from conftest import SUITE_MCPU, needs_bf16, reference_conv, write_conv_onnx
+from onnx import numpy_helper
 
 from yolov3_tvm_opt.compiler.bf16_conv import (
     BF16_BLOCK,
@@ -29,44 +28,6 @@ tvm = load_tvm()
 from tvm import relax  # noqa: E402
 
 TARGET = make_target(TargetOptions(cpu_threads=2, mcpu=SUITE_MCPU))
-
-
-def conv_onnx(path, size, cin, cout, kernel, stride=1, weight=None, bias=False, leaky=False):
-    rng = np.random.default_rng(cin * cout + kernel + stride)
-    if weight is None:
-        weight = (rng.standard_normal((cout, cin, kernel, kernel)) * 0.2).astype(np.float32)
-    inputs, inits = ["images", "w"], [numpy_helper.from_array(weight, "w")]
-    if bias:
-        inputs.append("b")
-        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"))
-    pad = kernel // 2
-    nodes = [helper.make_node("Conv", inputs, ["conv" if leaky else "output"], pads=[pad] * 4, strides=[stride] * 2)]
-    if leaky:
-        nodes.append(helper.make_node("LeakyRelu", ["conv"], ["output"], alpha=0.1))
-    out = (size + 2 * pad - kernel) // stride + 1
-    graph = helper.make_graph(
-        nodes,
-        "conv",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, cin, size, size])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cout, out, out])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return weight, inits
-
-
-def reference_conv(x, weight, stride):
-    """float64 conv of the given (already bf16-rounded) values: what fp32 sums approximate."""
-    kernel = weight.shape[2]
-    pad = kernel // 2
-    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    out = (x.shape[2] + 2 * pad - kernel) // stride + 1
-    result = np.zeros((1, weight.shape[0], out, out))
-    for ky in range(kernel):
-        for kx in range(kernel):
-            patch = padded[:, :, ky : ky + stride * out : stride, kx : kx + stride * out : stride]
-            result += np.einsum("nchw,oc->nohw", patch, weight[:, :, ky, kx].astype(np.float64))
-    return result
 
 
 def run(path, data, precision):
@@ -110,7 +71,7 @@ def test_activations_are_rounded_to_bf16_nearest_even_in_the_kernel(tmp_path):
     """A 1x1 identity conv returns its input as the kernel rounded it: exactly bf16(x)."""
     channels = 32
     weight = np.eye(channels, dtype=np.float32)[:, :, None, None]
-    conv_onnx(tmp_path / "c.onnx", 7, channels, channels, 1, weight=weight)
+    write_conv_onnx(tmp_path / "c.onnx", 7, channels, channels, 1, weight=weight)
     x = np.random.default_rng(2).standard_normal((1, channels, 7, 7)).astype(np.float32)
     _, out = run(tmp_path / "c.onnx", x, "bf16")
     np.testing.assert_array_equal(out, bf16_round(x))
@@ -127,7 +88,7 @@ def test_activations_are_rounded_to_bf16_nearest_even_in_the_kernel(tmp_path):
     ],
 )
 def test_bf16_conv_matches_a_bf16_numpy_reference(tmp_path, size, cin, cout, kernel, stride, bias):
-    weight, inits = conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride, bias=bias, leaky=bias)
+    weight, inits = write_conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride, bias=bias, leaky=bias)
     x = np.random.default_rng(3).standard_normal((1, cin, size, size)).astype(np.float32)
     _, out = run(tmp_path / "c.onnx", x, "bf16")
     expected = reference_conv(bf16_round(x), bf16_round(weight), stride)
@@ -143,7 +104,7 @@ def test_bf16_conv_matches_a_bf16_numpy_reference(tmp_path, size, cin, cout, ker
 
 @needs_bf16
 def test_bf16_build_runs_vdpbf16ps(tmp_path):
-    conv_onnx(tmp_path / "c.onnx", 13, 32, 32, 3)
+    write_conv_onnx(tmp_path / "c.onnx", 13, 32, 32, 3)
     mod, _, _ = import_onnx(tmp_path / "c.onnx")
     ex = build(mod, TARGET, precision="bf16")
     asm = "".join(m.inspect_source("asm") for m in ex.mod.imports if m.kind == "llvm")
@@ -151,8 +112,8 @@ def test_bf16_build_runs_vdpbf16ps(tmp_path):
 
 
 def test_narrow_convs_stay_fp32_and_the_rest_legalize_to_bf16(tmp_path):
-    conv_onnx(tmp_path / "first.onnx", 16, MIN_CHANNELS - 1, 16, 3)
-    conv_onnx(tmp_path / "wide.onnx", 16, MIN_CHANNELS, 16, 3)
+    write_conv_onnx(tmp_path / "first.onnx", 16, MIN_CHANNELS - 1, 16, 3)
+    write_conv_onnx(tmp_path / "wide.onnx", 16, MIN_CHANNELS, 16, 3)
     legalize = relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": bf16_conv2d_legalization()})
 
     def blocks(path):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SUITE_MCPU, needs_vnni
-from test_bf16_conv import conv_onnx, reference_conv
+from conftest import SUITE_MCPU, needs_vnni, reference_conv, write_conv_onnx
 
 from yolov3_tvm_opt.compiler.frontend import import_onnx
 from yolov3_tvm_opt.compiler.int8_conv import MIN_CHANNELS, activation_qparams, pack_weights_int8, quantize_weights
@@ -73,7 +72,7 @@ def test_quantization_is_symmetric_per_output_channel_and_zero_stays_exact():
     ids=["3x3", "3x3-stride2-channels-pad-to-groups", "1x1-head-crop"],
 )
 def test_int8_conv_equals_the_int8_reference_and_uses_vpdpbusd(tmp_path, size, cin, cout, kernel, stride):
-    weight, _ = conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride=stride)
+    weight, _ = write_conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride=stride)
     x = np.random.default_rng(3).standard_normal((1, cin, size, size)).astype(np.float32)
     low, high = float(x.min()) * 0.8, float(x.max()) * 0.8  # a range that clips: both ends saturate
     ex, counts = build_int8(tmp_path / "c.onnx", Calibration({weight_key(weight): (low, high)}))
@@ -86,7 +85,7 @@ def test_int8_conv_equals_the_int8_reference_and_uses_vpdpbusd(tmp_path, size, c
 
 @pytest.mark.parametrize("mcpu", ["icelake-server", "znver4"])
 def test_cross_compiling_for_a_vnni_cpu_emits_vpdpbusd_anywhere(tmp_path, mcpu):
-    weight, _ = conv_onnx(tmp_path / "c.onnx", 8, 32, 32, 3)
+    weight, _ = write_conv_onnx(tmp_path / "c.onnx", 8, 32, 32, 3)
     target = make_target(TargetOptions(mcpu=mcpu))
     ex, counts = build_int8(tmp_path / "c.onnx", Calibration({weight_key(weight): (-1.0, 1.0)}), target)
     assert counts["int8"]["int8_convs"] == 1 and "vpdpbusd" in asm(ex)
@@ -102,7 +101,7 @@ def test_convs_int8_does_not_fit_or_keeps_for_accuracy_stay_fp32(tmp_path):
     cases = {"first": (3, None), "head": (MIN_CHANNELS, "head"), "uncalibrated": (32, "absent")}
     counts = {}
     for name, (cin, how) in cases.items():
-        weight, _ = conv_onnx(tmp_path / f"{name}.onnx", 8, cin, 16, 3)
+        weight, _ = write_conv_onnx(tmp_path / f"{name}.onnx", 8, cin, 16, 3)
         key = weight_key(weight)
         calibration = Calibration({} if how == "absent" else {key: (-1.0, 1.0)}, frozenset({key}) if how == "head" else frozenset())
         _, built = build_int8(tmp_path / f"{name}.onnx", calibration, VNNI_TARGET)
