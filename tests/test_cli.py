@@ -201,6 +201,7 @@ def test_letterbox_has_one_spelling_on_every_command_that_takes_an_input():
         assert default == (argv[0] in ("bundle", "compare-dets")), argv  # the pipeline's input; bench and curve keep the seed's
 
 
+@pytest.mark.slow
 def test_calibrate_then_an_int8_compile_that_records_its_fp32_convs(tiny_onnx, yolov3_onnx, photos, tmp_path):
     images = next(iter(photos.values())).parent
     proc = cli("calibrate", "--onnx", str(tiny_onnx), "--images", str(images), "--out", str(tmp_path / "tiny.json"))

@@ -53,6 +53,7 @@ def test_corrupt_onnx_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
 
 
+@pytest.mark.slow
 @pytest.mark.needs_nvcc
 def test_cuda_builds_and_fastscatter_has_no_scatter_loop(tiny_cuda_artifacts):
     baseline = cuda_kernels((tiny_cuda_artifacts["baseline"] / "kernels.cu").read_text())
@@ -82,6 +83,7 @@ def test_ctrl_c_is_deferred_to_the_next_checkpoint():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.slow
 def test_yolov3_fastscatter_rewrites_all_six_scatters(yolov3_artifacts):
     meta = json.loads((yolov3_artifacts["fastscatter"] / "meta.json").read_text())
     assert meta["scatter_nd"] == {"dense_box_rewritten": 6, "parallel_kernel": 0}
@@ -89,6 +91,7 @@ def test_yolov3_fastscatter_rewrites_all_six_scatters(yolov3_artifacts):
     assert schedules["conv2d_default_schedules"] > 0 and schedules["left_default_default_schedules"] == 0
 
 
+@pytest.mark.slow
 def test_meta_records_the_seed_of_synthetic_weights_only(yolov3_artifacts, tiny_artifacts):
     """A bundle ships the seed instead of synthetic YOLOv3's weights; trained weights have none."""
     assert json.loads((yolov3_artifacts["baseline"] / "meta.json").read_text())["synthetic_weights_seed"] == 0

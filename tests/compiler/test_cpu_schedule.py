@@ -135,7 +135,7 @@ def output_digests(artifact_dir: Path, photo: Path) -> dict[str, str]:
     "case",
     [
         "yolov3-tiny-96-fp32",
-        "yolov3-64-fp32",
+        pytest.param("yolov3-64-fp32", marks=pytest.mark.slow),
         "yolov3-tiny-416-fp32",
         pytest.param("yolov3-tiny-96-bf16", marks=needs_bf16),
         pytest.param("yolov3-64-bf16", marks=[needs_bf16, pytest.mark.slow]),  # a build of its own, ~25 s

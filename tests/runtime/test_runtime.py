@@ -57,6 +57,7 @@ def test_other_tvm_version(artifact_copy):
         load_artifact(artifact_copy)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_nvcc
 def test_wrong_device_kind(tiny_artifacts, tiny_cuda_artifacts):
     with pytest.raises(UserError, match="--device cuda"):
@@ -66,6 +67,7 @@ def test_wrong_device_kind(tiny_artifacts, tiny_cuda_artifacts):
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
+@pytest.mark.slow
 @pytest.mark.needs_nvcc
 def test_cuda_without_gpu(tiny_cuda_artifacts):
     with pytest.raises(UserError, match="no CUDA GPU"):
