@@ -30,7 +30,7 @@ photos: $(STAMP)
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Under two minutes: no DVC end-to-end runs, no MetaSchedule, no full-size builds.
+# About two and a half minutes on 2 cores: no DVC end-to-end runs, no MetaSchedule, no CUDA or full-size builds.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
