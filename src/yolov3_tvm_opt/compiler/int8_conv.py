@@ -19,10 +19,11 @@ Quantization (static, post-training; the ranges come from calibration, ``evaluat
   per-channel scale plus a per-channel bias, one FMA per output before the graph's own bias and
   activation, which fuse into the same epilogue and run in fp32 on the tile.
 
-The input quantization (fp32 NCHW -> u8, 4 channels per 32-bit word, padding included) happens in
-the conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already has for its
-padding, so quantizing adds no pass over the activations; they stay fp32 NCHW between layers
-(keeping them u8 from conv to conv is a later step). Convs it does not fit (grouped, weights given
+The conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already has for its
+padding, regroups the input to u8, 4 channels per 32-bit word, padding included. Where the
+activation arrives in u8 (``int8_graph`` moved its quantization into the producing conv's
+epilogue) the copy only moves bytes; where it arrives in fp32 (its producer has readers that need
+fp32) the copy quantizes it, so quantizing never adds a pass of its own. Convs it does not fit (grouped, weights given
 at run time, no calibrated range) and the convs kept in fp32 for accuracy (``keep_fp32``) take the
 fp32 packed legalization, so an int8 build is always complete; ``Int8Report`` says which went where.
 
@@ -103,6 +104,17 @@ def requant_constants(quantized: np.ndarray, w_scale: np.ndarray, x_scale: float
     return scale, offset
 
 
+def quantize_u8(value: Any, x_scale: float, zero_point: int) -> Any:
+    """``u8(clamp(nearbyint(value / x_scale + zero_point), 0, 255))`` as a TIR expression of an fp32 ``value``.
+
+    One expression for every place that quantizes an activation (a conv's input copy, a producer's
+    epilogue in ``int8_graph``), so wherever it runs it rounds the same float the same way. The
+    division is a multiplication by the float32 inverse, as it always was.
+    """
+    scaled = value * tirx.const(1.0 / x_scale, "float32") + tirx.const(zero_point, "float32")
+    return tirx.max(tirx.min(tirx.nearbyint(scaled), tirx.const(255.0, "float32")), tirx.const(0.0, "float32")).astype("uint8")
+
+
 def int8_conv2d(
     data: te.Tensor,
     packed: te.Tensor,
@@ -114,9 +126,10 @@ def int8_conv2d(
     padding: tuple[int, int, int, int],
     dilation: tuple[int, int],
 ) -> te.Tensor:
-    """NCHW fp32 conv2d through int8: quantize + pad the input to u8 groups of 4, sum in int32, requantize to fp32.
+    """NCHW conv2d through int8: quantize + pad the input to u8 groups of 4, sum in int32, requantize to fp32.
 
-    The groups are ``[N, C / 4, H + pads, W + pads, 4]`` u8: 4 consecutive bytes are the 32-bit
+    ``data`` is fp32, or u8 already quantized with (``x_scale``, ``zero_point``) where the
+    activation arrives in u8 (``int8_graph``): then the copy only regroups and pads it. The groups are ``[N, C / 4, H + pads, W + pads, 4]`` u8: 4 consecutive bytes are the 32-bit
     value ``vpdpbusd`` broadcasts. Padding (and the padded channels) hold the zero point, the u8
     image of 0.0.
     """
@@ -124,15 +137,14 @@ def int8_conv2d(
     blocks, groups, kh, kw, lanes, group = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
     out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
-    inverse = tirx.const(1.0 / x_scale, "float32")
     zp = tirx.const(zero_point, "uint8")
+    quantized_input = str(data.dtype) == "uint8"  # already u8 (``int8_graph``): the copy only regroups and pads
 
     def quantize(n: Any, g: Any, y: Any, x: Any, k: Any) -> Any:
         iy, ix, c = y - top, x - left, g * group + k
-        value = data[n, tirx.min(c, channels - 1), iy, ix] * inverse + tirx.const(zero_point, "float32")
-        clamped = tirx.max(tirx.min(tirx.nearbyint(value), tirx.const(255.0, "float32")), tirx.const(0.0, "float32"))
+        value = data[n, tirx.min(c, channels - 1), iy, ix]
         inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width, c < channels)
-        return tirx.if_then_else(inside, clamped.astype("uint8"), zp)
+        return tirx.if_then_else(inside, value if quantized_input else quantize_u8(value, x_scale, zero_point), zp)
 
     quantized = te.compute(
         (batch, groups, height + top + bottom, width + left + right, group), quantize, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
@@ -164,9 +176,32 @@ class Int8Report:
 
     int8: list[str] = field(default_factory=list)
     fp32: dict[str, str] = field(default_factory=dict)  # conv -> why it stayed fp32
+    u8_outputs: list[str] = field(default_factory=list)  # convs whose epilogue writes u8 (``int8_graph``)
+    u8_inputs: int = 0  # int8 convs that read u8 (the rest quantize their fp32 input in their input copy)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32)}
+        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32), "u8_outputs": list(self.u8_outputs), "u8_input_convs": self.u8_inputs}
+
+
+def fp32_reason(call: Any, calibration: Calibration) -> str | None:
+    """Why a relax.nn.conv2d call stays fp32 (not packable, too few channels, head, not calibrated); None: int8.
+
+    The one decision both the legalization and the graph step (``int8_graph``) take.
+    """
+    constant = isinstance(call.args[1], tvm.ir.expr.Constant)
+    key = weight_key(call.args[1].value.numpy()) if constant else ""
+    return (
+        "not packable" if not packable(call) or not constant
+        else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
+        else "head" if key in calibration.heads
+        else "not calibrated" if key not in calibration.ranges
+        else None
+    )
+
+
+def input_qparams(call: Any, calibration: Calibration) -> tuple[float, int]:
+    """(scale, zero point) an int8 conv call quantizes its input with (``fp32_reason`` None)."""
+    return activation_qparams(*calibration.ranges[weight_key(call.args[1].value.numpy())])
 
 
 def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Callable[[Any, Any], Any]:
@@ -179,21 +214,14 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
     def legalize(bb: Any, call: Any) -> Any:
         index = len(report.int8) + len(report.fp32)
         constant = isinstance(call.args[1], tvm.ir.expr.Constant)
-        key = weight_key(call.args[1].value.numpy()) if constant else ""
-        name = calibration.names.get(key, f"conv #{index}")
-        reason = (
-            "not packable" if not packable(call) or not constant
-            else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
-            else "head" if key in calibration.heads
-            else "not calibrated" if key not in calibration.ranges
-            else None
-        )
+        name = calibration.names.get(weight_key(call.args[1].value.numpy()) if constant else "", f"conv #{index}")
+        reason = fp32_reason(call, calibration)
         if reason is not None:
             report.fp32[name] = reason
             return fallback(bb, call)
         report.int8.append(name)
         weight = call.args[1].value.numpy()
-        x_scale, zero_point = activation_qparams(*calibration.ranges[key])
+        x_scale, zero_point = input_qparams(call, calibration)
         quantized, w_scale = quantize_weights(weight)
         scale, offset = requant_constants(quantized, w_scale, x_scale, zero_point)
         args = [call.args[0], relax.const(pack_weights_int8(quantized)), relax.const(scale), relax.const(offset), x_scale, zero_point]
