@@ -265,6 +265,12 @@ def _dot_impl(
 
 TensorIntrin.register(DOT_INTRIN, _dot_desc, _dot_impl, override=True)
 
+# TVM 0.27 marks round, floor, exp... vectorizable but not nearbyint, so a vectorized loop that
+# quantizes (``quantize_u8``) was scalarized whole (a u8 conv epilogue ran at half speed). It is an
+# elementwise LLVM intrinsic like round (``llvm.nearbyint.v16f32``: one ``vrndscaleps``).
+if tvm.ir.Op.get("tirx.nearbyint").get_attr("TVectorizable") is None:
+    tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
+
 
 def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
     """The fp32 packed conv's register tile (``cpu_schedule``), its innermost (16 x 4) reduction one ``vpdpbusd``.
