@@ -311,11 +311,22 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
     init = sch.decompose_reduction(conv, rc)
     for producer in sch.get_producers(conv):
         if cpu._is_padding(sch, producer):
-            cpu._parallel_spatial(sch, producer, LANES)
+            _schedule_input_copy(sch, producer)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.vectorize(sch.get_loops(local)[-1])
     sch.tensorize(co_inner, DOT_INTRIN)  # last: it replaces the conv block
     return sch
+
+
+def _schedule_input_copy(sch: s_tir.Schedule, block: Any) -> None:
+    """The input copy ``[N, C / 4, H + p, W + p, 4]``: (n, group, row) tasks in parallel, each a row of 32-bit words.
+
+    Fusing all four outer loops into one parallel loop (the generic ``_parallel_spatial``) paid a
+    division and three remainders per 4 bytes; per row they are paid once.
+    """
+    n, g, y, x, k = sch.get_loops(block)
+    sch.parallel(sch.fuse(n, g, y))
+    sch.vectorize(k)
 
 
 class Int8Conv2D(CPUScheduleRule):
