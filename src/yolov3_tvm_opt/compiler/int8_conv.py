@@ -115,6 +115,11 @@ def quantize_u8(value: Any, x_scale: float, zero_point: int) -> Any:
     return tirx.max(tirx.min(tirx.nearbyint(scaled), tirx.const(255.0, "float32")), tirx.const(0.0, "float32")).astype("uint8")
 
 
+def _byte(word: Any, k: Any) -> Any:
+    """Byte ``k`` (0 = lowest) of a uint32 word, in the exact form the tensor intrinsic's description uses."""
+    return tirx.bitwise_and(tirx.shift_right(word, k.astype("uint32") * tirx.const(8, "uint32")), tirx.const(255, "uint32"))
+
+
 def int8_conv2d(
     data: te.Tensor,
     packed: te.Tensor,
@@ -137,17 +142,23 @@ def int8_conv2d(
     blocks, groups, kh, kw, lanes, group = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
     out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
-    zp = tirx.const(zero_point, "uint8")
     quantized_input = str(data.dtype) == "uint8"  # already u8 (``int8_graph``): the copy only regroups and pads
 
-    def quantize(n: Any, g: Any, y: Any, x: Any, k: Any) -> Any:
-        iy, ix, c = y - top, x - left, g * group + k
-        value = data[n, tirx.min(c, channels - 1), iy, ix]
-        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width, c < channels)
-        return tirx.if_then_else(inside, value if quantized_input else quantize_u8(value, x_scale, zero_point), zp)
+    def word(n: Any, g: Any, y: Any, x: Any) -> Any:
+        iy, ix = y - top, x - left
+        value = tirx.const(0, "uint32")
+        for k in range(group):
+            c = g * group + k
+            byte = data[n, tirx.min(c, channels - 1), iy, ix]
+            byte = (byte if quantized_input else quantize_u8(byte, x_scale, zero_point)).astype("uint32")
+            if channels % group:  # the last group's missing channels hold the zero point
+                byte = tirx.if_then_else(c < channels, byte, tirx.const(zero_point, "uint32"))
+            value = tirx.bitwise_or(value, tirx.shift_left(byte, tirx.const(8 * k, "uint32")))
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
+        return tirx.if_then_else(inside, value, tirx.const(zero_point * 0x01010101, "uint32"))
 
-    quantized = te.compute(
-        (batch, groups, height + top + bottom, width + left + right, group), quantize, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
+    words = te.compute(
+        (batch, groups, height + top + bottom, width + left + right), word, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
     )
     rc = te.reduce_axis((0, groups), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
@@ -156,7 +167,7 @@ def int8_conv2d(
     acc = te.compute(
         (batch, blocks * lanes, out_h, out_w),
         lambda n, co, y, x: te.sum(
-            quantized[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1], rk].astype("int32")
+            _byte(words[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]], rk).astype("int32")
             * packed[co // lanes, rc, ry, rx, co % lanes, rk].astype("int32"),
             axis=[rc, ry, rx, rk],
         ),
@@ -232,32 +243,35 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
 
 @T.prim_func(s_tir=True)
 def _dot_desc(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
+    A: T.Buffer((1,), "uint32", offset_factor=1),
     B: T.Buffer((16, 4), "int8", offset_factor=1),
     C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.reads(C[0:16], A[0:1], B[0:16, 0:4])
         T.writes(C[0:16])
+        # int64 loops: Relax shapes are int64, and the byte index appears in the value
         for i, k in T.grid(T.int64(16), T.int64(4)):
             with T.sblock("update"):
                 vi, vk = T.axis.remap("SR", [i, k])
-                C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+                C[vi] = C[vi] + T.Cast(
+                    "int32", T.bitwise_and(T.shift_right(A[0], T.Cast("uint32", vk) * T.uint32(8)), T.uint32(255))
+                ) * T.Cast("int32", B[vi, vk])
 
 
 @T.prim_func(s_tir=True)
 def _dot_impl(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
+    A: T.Buffer((1,), "uint32", offset_factor=1),
     B: T.Buffer((16, 4), "int8", offset_factor=1),
     C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.reads(C[0:16], A[0:1], B[0:16, 0:4])
         T.writes(C[0:16])
         C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
             T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
             C.vload([0], "int32x16"),
-            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="int8x64"),
+            T.reinterpret(T.broadcast(T.reinterpret(A[0], dtype="int32"), 16), dtype="int8x64"),
             B.vload([0, 0], "int8x64"),
             dtype="int32x16",
         )
@@ -324,9 +338,8 @@ def _schedule_input_copy(sch: s_tir.Schedule, block: Any) -> None:
     Fusing all four outer loops into one parallel loop (the generic ``_parallel_spatial``) paid a
     division and three remainders per 4 bytes; per row they are paid once.
     """
-    n, g, y, x, k = sch.get_loops(block)
+    n, g, y, x = sch.get_loops(block)
     sch.parallel(sch.fuse(n, g, y))
-    sch.vectorize(k)
 
 
 class Int8Conv2D(CPUScheduleRule):
