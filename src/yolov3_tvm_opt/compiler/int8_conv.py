@@ -20,16 +20,16 @@ Quantization (static, post-training; the ranges come from calibration, ``evaluat
   activation, which fuse into the same epilogue and run in fp32 on the tile.
 
 The conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already has for its
-padding, regroups the input to u8, 4 channels per 32-bit word, padding included. Where the
+padding, packs the input as u8, 4 channels per 32-bit word, padding included. Where the
 activation arrives in u8 (``int8_graph`` moved its quantization into the producing conv's
 epilogue) the copy only moves bytes; where it arrives in fp32 (its producer has readers that need
 fp32) the copy quantizes it, so quantizing never adds a pass of its own. Convs it does not fit (grouped, weights given
 at run time, no calibrated range) and the convs kept in fp32 for accuracy (``keep_fp32``) take the
 fp32 packed legalization, so an int8 build is always complete; ``Int8Report`` says which went where.
 
-The reduction over a group of 4 is tensorized with TVM's own description of it (the one
-``tvm.s_tir.tensor_intrin.x86`` registers as ``dot_16x4_vnni``), but with the accumulator in
-``local`` scope, where our register tile keeps it; the instruction is LLVM's
+The reduction over a group of 4 is tensorized with a description like TVM's own (the one
+``tvm.s_tir.tensor_intrin.x86`` registers as ``dot_16x4_vnni``), but reading the 4 u8 as the
+bytes of one 32-bit word and with the accumulator in ``local`` scope, where our register tile keeps it; the instruction is LLVM's
 ``llvm.x86.avx512.vpdpbusd.512``, called directly (integer vectors pass through TVM's codegen).
 The LLVM in TVM 0.27's wheel declares it on ``<64 x i8>`` operands (older LLVMs, and TVM's own
 ``dot_16x4_vnni``, on ``<16 x i32>``, which this LLVM rejects), hence our implementation.
@@ -131,12 +131,13 @@ def int8_conv2d(
     padding: tuple[int, int, int, int],
     dilation: tuple[int, int],
 ) -> te.Tensor:
-    """NCHW conv2d through int8: quantize + pad the input to u8 groups of 4, sum in int32, requantize to fp32.
+    """NCHW conv2d through int8: quantize + pad the input to u8 words of 4 channels, sum in int32, requantize to fp32.
 
     ``data`` is fp32, or u8 already quantized with (``x_scale``, ``zero_point``) where the
-    activation arrives in u8 (``int8_graph``): then the copy only regroups and pads it. The groups are ``[N, C / 4, H + pads, W + pads, 4]`` u8: 4 consecutive bytes are the 32-bit
-    value ``vpdpbusd`` broadcasts. Padding (and the padded channels) hold the zero point, the u8
-    image of 0.0.
+    activation arrives in u8 (``int8_graph``): then the copy only packs and pads it. The words
+    are ``[N, C / 4, H + pads, W + pads]`` uint32, channel 4g + k in byte k: the 32-bit value
+    ``vpdpbusd`` broadcasts, written with one store (4 separate byte stores cost more than the
+    bytes). Padding (and the padded channels) hold the zero point, the u8 image of 0.0.
     """
     batch, channels, height, width = (int(x) for x in data.shape)
     blocks, groups, kh, kw, lanes, group = (int(x) for x in packed.shape)
@@ -333,10 +334,10 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
 
 
 def _schedule_input_copy(sch: s_tir.Schedule, block: Any) -> None:
-    """The input copy ``[N, C / 4, H + p, W + p, 4]``: (n, group, row) tasks in parallel, each a row of 32-bit words.
+    """The input copy ``[N, C / 4, H + p, W + p]`` (words): (n, group, row) tasks in parallel, each a row of words.
 
-    Fusing all four outer loops into one parallel loop (the generic ``_parallel_spatial``) paid a
-    division and three remainders per 4 bytes; per row they are paid once.
+    Fusing all the loops into one parallel loop (the generic ``_parallel_spatial``) paid a
+    division and three remainders per word; per row they are paid once.
     """
     n, g, y, x = sch.get_loops(block)
     sch.parallel(sch.fuse(n, g, y))
