@@ -14,7 +14,7 @@ it to where the activation is produced:
   output's, which is what was calibrated);
 * then right after the producer's last op (bias and activation included), where the fusion pass
   puts it into the producing conv's epilogue: that conv writes u8, and the int8 conv's input copy
-  only regroups and pads bytes (``int8_conv.int8_conv2d``).
+  only packs bytes into 32-bit words and pads them (``int8_conv.int8_conv2d``).
 
 "Where the next op allows it": a tensor with a consumer that needs fp32 (a head, an fp32 conv, the
 model's output) or two int8 readers with different (s, zp) keeps its fp32 write. An int8 conv
@@ -28,7 +28,7 @@ faster than TOPI's pool on u8 (``_pool_nest``).
 Exactness: q is monotonic (so it commutes with max, and with gathers and concatenation trivially)
 and the quantize computes the same float expression on the same fp32 value as the input copy did
 (``int8_conv.quantize_u8``), so the outputs are bit-identical to quantizing in each conv's input
-copy (``tests/compiler/test_int8_conv.py`` holds them to it).
+copy (``tests/compiler/test_int8_graph.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any
 
 from ..core.calibration import Calibration, weight_key
 from ..core.tvm_loader import load_tvm
+from .cpu_schedule import SCHEDULED
 from .int8_conv import Int8Report, fp32_reason, input_qparams, quantize_u8
 
 tvm = load_tvm()
@@ -46,8 +47,7 @@ import tvm_ffi  # noqa: E402  (where structural equality lives)
 from tvm import relax, s_tir, te, tirx  # noqa: E402
 
 QUANTIZE_FUNC = "int8_quantize_output"  # the PrimFunc name hint of a moved quantize
-POOL_FUNC = "max_pool_u8"  # and of a max pool on u8 (``_u8_pool``)
-SCHEDULED = "tirx.is_scheduled"  # what makes the CPU rules leave a function's schedule alone
+POOL_FUNC = "max_pool_u8"  # and of a max pool writing u8 (``_pool_nest``)
 _REBUILT = "main_u8"  # the rewritten main while it is built beside the old one
 FP32 = "fp32"  # a consumer's demand for the fp32 tensor
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
