@@ -19,16 +19,17 @@ Quantization (static, post-training; the ranges come from calibration, ``evaluat
   per-channel scale plus a per-channel bias, one FMA per output before the graph's own bias and
   activation, which fuse into the same epilogue and run in fp32 on the tile.
 
-The input quantization (fp32 NCHW -> u8, 4 channels per 32-bit word, padding included) happens in
-the conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already has for its
-padding, so quantizing adds no pass over the activations; they stay fp32 NCHW between layers
-(keeping them u8 from conv to conv is a later step). Convs it does not fit (grouped, weights given
+The conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already has for its
+padding, packs the input as u8, 4 channels per 32-bit word, padding included. Where the
+activation arrives in u8 (``int8_graph`` moved its quantization into the producing conv's
+epilogue) the copy only moves bytes; where it arrives in fp32 (its producer has readers that need
+fp32) the copy quantizes it, so quantizing never adds a pass of its own. Convs it does not fit (grouped, weights given
 at run time, no calibrated range) and the convs kept in fp32 for accuracy (``keep_fp32``) take the
 fp32 packed legalization, so an int8 build is always complete; ``Int8Report`` says which went where.
 
-The reduction over a group of 4 is tensorized with TVM's own description of it (the one
-``tvm.s_tir.tensor_intrin.x86`` registers as ``dot_16x4_vnni``), but with the accumulator in
-``local`` scope, where our register tile keeps it; the instruction is LLVM's
+The reduction over a group of 4 is tensorized with a description like TVM's own (the one
+``tvm.s_tir.tensor_intrin.x86`` registers as ``dot_16x4_vnni``), but reading the 4 u8 as the
+bytes of one 32-bit word and with the accumulator in ``local`` scope, where our register tile keeps it; the instruction is LLVM's
 ``llvm.x86.avx512.vpdpbusd.512``, called directly (integer vectors pass through TVM's codegen).
 The LLVM in TVM 0.27's wheel declares it on ``<64 x i8>`` operands (older LLVMs, and TVM's own
 ``dot_16x4_vnni``, on ``<16 x i32>``, which this LLVM rejects), hence our implementation.
@@ -103,6 +104,22 @@ def requant_constants(quantized: np.ndarray, w_scale: np.ndarray, x_scale: float
     return scale, offset
 
 
+def quantize_u8(value: Any, x_scale: float, zero_point: int) -> Any:
+    """``u8(clamp(nearbyint(value / x_scale + zero_point), 0, 255))`` as a TIR expression of an fp32 ``value``.
+
+    One expression for every place that quantizes an activation (a conv's input copy, a producer's
+    epilogue in ``int8_graph``), so wherever it runs it rounds the same float the same way. The
+    division is a multiplication by the float32 inverse, as it always was.
+    """
+    scaled = value * tirx.const(1.0 / x_scale, "float32") + tirx.const(zero_point, "float32")
+    return tirx.max(tirx.min(tirx.nearbyint(scaled), tirx.const(255.0, "float32")), tirx.const(0.0, "float32")).astype("uint8")
+
+
+def _byte(word: Any, k: Any) -> Any:
+    """Byte ``k`` (0 = lowest) of a uint32 word, in the exact form the tensor intrinsic's description uses."""
+    return tirx.bitwise_and(tirx.shift_right(word, k.astype("uint32") * tirx.const(8, "uint32")), tirx.const(255, "uint32"))
+
+
 def int8_conv2d(
     data: te.Tensor,
     packed: te.Tensor,
@@ -114,28 +131,35 @@ def int8_conv2d(
     padding: tuple[int, int, int, int],
     dilation: tuple[int, int],
 ) -> te.Tensor:
-    """NCHW fp32 conv2d through int8: quantize + pad the input to u8 groups of 4, sum in int32, requantize to fp32.
+    """NCHW conv2d through int8: quantize + pad the input to u8 words of 4 channels, sum in int32, requantize to fp32.
 
-    The groups are ``[N, C / 4, H + pads, W + pads, 4]`` u8: 4 consecutive bytes are the 32-bit
-    value ``vpdpbusd`` broadcasts. Padding (and the padded channels) hold the zero point, the u8
-    image of 0.0.
+    ``data`` is fp32, or u8 already quantized with (``x_scale``, ``zero_point``) where the
+    activation arrives in u8 (``int8_graph``): then the copy only packs and pads it. The words
+    are ``[N, C / 4, H + pads, W + pads]`` uint32, channel 4g + k in byte k: the 32-bit value
+    ``vpdpbusd`` broadcasts, written with one store (4 separate byte stores cost more than the
+    bytes). Padding (and the padded channels) hold the zero point, the u8 image of 0.0.
     """
     batch, channels, height, width = (int(x) for x in data.shape)
     blocks, groups, kh, kw, lanes, group = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
     out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
-    inverse = tirx.const(1.0 / x_scale, "float32")
-    zp = tirx.const(zero_point, "uint8")
+    quantized_input = str(data.dtype) == "uint8"  # already u8 (``int8_graph``): the copy only regroups and pads
 
-    def quantize(n: Any, g: Any, y: Any, x: Any, k: Any) -> Any:
-        iy, ix, c = y - top, x - left, g * group + k
-        value = data[n, tirx.min(c, channels - 1), iy, ix] * inverse + tirx.const(zero_point, "float32")
-        clamped = tirx.max(tirx.min(tirx.nearbyint(value), tirx.const(255.0, "float32")), tirx.const(0.0, "float32"))
-        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width, c < channels)
-        return tirx.if_then_else(inside, clamped.astype("uint8"), zp)
+    def word(n: Any, g: Any, y: Any, x: Any) -> Any:
+        iy, ix = y - top, x - left
+        value = tirx.const(0, "uint32")
+        for k in range(group):
+            c = g * group + k
+            byte = data[n, tirx.min(c, channels - 1), iy, ix]
+            byte = (byte if quantized_input else quantize_u8(byte, x_scale, zero_point)).astype("uint32")
+            if channels % group:  # the last group's missing channels hold the zero point
+                byte = tirx.if_then_else(c < channels, byte, tirx.const(zero_point, "uint32"))
+            value = tirx.bitwise_or(value, tirx.shift_left(byte, tirx.const(8 * k, "uint32")))
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
+        return tirx.if_then_else(inside, value, tirx.const(zero_point * 0x01010101, "uint32"))
 
-    quantized = te.compute(
-        (batch, groups, height + top + bottom, width + left + right, group), quantize, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
+    words = te.compute(
+        (batch, groups, height + top + bottom, width + left + right), word, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
     )
     rc = te.reduce_axis((0, groups), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
@@ -144,7 +168,7 @@ def int8_conv2d(
     acc = te.compute(
         (batch, blocks * lanes, out_h, out_w),
         lambda n, co, y, x: te.sum(
-            quantized[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1], rk].astype("int32")
+            _byte(words[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]], rk).astype("int32")
             * packed[co // lanes, rc, ry, rx, co % lanes, rk].astype("int32"),
             axis=[rc, ry, rx, rk],
         ),
@@ -164,9 +188,32 @@ class Int8Report:
 
     int8: list[str] = field(default_factory=list)
     fp32: dict[str, str] = field(default_factory=dict)  # conv -> why it stayed fp32
+    u8_outputs: list[str] = field(default_factory=list)  # convs whose epilogue writes u8 (``int8_graph``)
+    u8_inputs: int = 0  # int8 convs that read u8 (the rest quantize their fp32 input in their input copy)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32)}
+        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32), "u8_outputs": list(self.u8_outputs), "u8_input_convs": self.u8_inputs}
+
+
+def fp32_reason(call: Any, calibration: Calibration) -> str | None:
+    """Why a relax.nn.conv2d call stays fp32 (not packable, too few channels, head, not calibrated); None: int8.
+
+    The one decision both the legalization and the graph step (``int8_graph``) take.
+    """
+    constant = isinstance(call.args[1], tvm.ir.expr.Constant)
+    key = weight_key(call.args[1].value.numpy()) if constant else ""
+    return (
+        "not packable" if not packable(call) or not constant
+        else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
+        else "head" if key in calibration.heads
+        else "not calibrated" if key not in calibration.ranges
+        else None
+    )
+
+
+def input_qparams(call: Any, calibration: Calibration) -> tuple[float, int]:
+    """(scale, zero point) an int8 conv call quantizes its input with (``fp32_reason`` None)."""
+    return activation_qparams(*calibration.ranges[weight_key(call.args[1].value.numpy())])
 
 
 def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Callable[[Any, Any], Any]:
@@ -179,21 +226,14 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
     def legalize(bb: Any, call: Any) -> Any:
         index = len(report.int8) + len(report.fp32)
         constant = isinstance(call.args[1], tvm.ir.expr.Constant)
-        key = weight_key(call.args[1].value.numpy()) if constant else ""
-        name = calibration.names.get(key, f"conv #{index}")
-        reason = (
-            "not packable" if not packable(call) or not constant
-            else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
-            else "head" if key in calibration.heads
-            else "not calibrated" if key not in calibration.ranges
-            else None
-        )
+        name = calibration.names.get(weight_key(call.args[1].value.numpy()) if constant else "", f"conv #{index}")
+        reason = fp32_reason(call, calibration)
         if reason is not None:
             report.fp32[name] = reason
             return fallback(bb, call)
         report.int8.append(name)
         weight = call.args[1].value.numpy()
-        x_scale, zero_point = activation_qparams(*calibration.ranges[key])
+        x_scale, zero_point = input_qparams(call, calibration)
         quantized, w_scale = quantize_weights(weight)
         scale, offset = requant_constants(quantized, w_scale, x_scale, zero_point)
         args = [call.args[0], relax.const(pack_weights_int8(quantized)), relax.const(scale), relax.const(offset), x_scale, zero_point]
@@ -204,38 +244,47 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
 
 @T.prim_func(s_tir=True)
 def _dot_desc(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
+    A: T.Buffer((1,), "uint32", offset_factor=1),
     B: T.Buffer((16, 4), "int8", offset_factor=1),
     C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.reads(C[0:16], A[0:1], B[0:16, 0:4])
         T.writes(C[0:16])
+        # int64 loops: Relax shapes are int64, and the byte index appears in the value
         for i, k in T.grid(T.int64(16), T.int64(4)):
             with T.sblock("update"):
                 vi, vk = T.axis.remap("SR", [i, k])
-                C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+                C[vi] = C[vi] + T.Cast(
+                    "int32", T.bitwise_and(T.shift_right(A[0], T.Cast("uint32", vk) * T.uint32(8)), T.uint32(255))
+                ) * T.Cast("int32", B[vi, vk])
 
 
 @T.prim_func(s_tir=True)
 def _dot_impl(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
+    A: T.Buffer((1,), "uint32", offset_factor=1),
     B: T.Buffer((16, 4), "int8", offset_factor=1),
     C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.reads(C[0:16], A[0:1], B[0:16, 0:4])
         T.writes(C[0:16])
         C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
             T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
             C.vload([0], "int32x16"),
-            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="int8x64"),
+            T.reinterpret(T.broadcast(T.reinterpret(A[0], dtype="int32"), 16), dtype="int8x64"),
             B.vload([0, 0], "int8x64"),
             dtype="int32x16",
         )
 
 
 TensorIntrin.register(DOT_INTRIN, _dot_desc, _dot_impl, override=True)
+
+# TVM 0.27 marks round, floor, exp... vectorizable but not nearbyint, so a vectorized loop that
+# quantizes (``quantize_u8``) was scalarized whole (a u8 conv epilogue ran at half speed). It is an
+# elementwise LLVM intrinsic like round (``llvm.nearbyint.v16f32``: one ``vrndscaleps``).
+if tvm.ir.Op.get("tirx.nearbyint").get_attr("TVectorizable") is None:
+    tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
 
 def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
@@ -277,11 +326,21 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
     init = sch.decompose_reduction(conv, rc)
     for producer in sch.get_producers(conv):
         if cpu._is_padding(sch, producer):
-            cpu._parallel_spatial(sch, producer, LANES)
+            _schedule_input_copy(sch, producer)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.vectorize(sch.get_loops(local)[-1])
     sch.tensorize(co_inner, DOT_INTRIN)  # last: it replaces the conv block
     return sch
+
+
+def _schedule_input_copy(sch: s_tir.Schedule, block: Any) -> None:
+    """The input copy ``[N, C / 4, H + p, W + p]`` (words): (n, group, row) tasks in parallel, each a row of words.
+
+    Fusing all the loops into one parallel loop (the generic ``_parallel_spatial``) paid a
+    division and three remainders per word; per row they are paid once.
+    """
+    n, g, y, x = sch.get_loops(block)
+    sch.parallel(sch.fuse(n, g, y))
 
 
 class Int8Conv2D(CPUScheduleRule):

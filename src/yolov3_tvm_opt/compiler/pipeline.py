@@ -17,6 +17,7 @@ from ..core.tvm_loader import load_tvm
 from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
 from .int8_conv import Int8Report, int8_conv2d_legalization
+from .int8_graph import chain_u8
 from .cpu_schedule import apply_cpu_schedules, scheduled_functions, vector_lanes
 from .fast_activations import FastActivations
 from .precision import apply_precision
@@ -41,6 +42,7 @@ def optimize(
     default_schedules: bool = True,
     precision: str = "fp32",
     calibration: Calibration | None = None,
+    u8_chain: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """The schedule-deciding half of TVM's default pipeline for ``target``; returns (module, counts).
 
@@ -57,7 +59,9 @@ def optimize(
     so tuning and compiling see the same reduced-precision functions; on llvm, bf16 is a choice of
     conv kernels instead (``bf16_conv``: bf16 inputs, fp32 sums), made here in the legalization.
     int8 on llvm is a choice of conv kernels too (``int8_conv``), quantized with ``calibration``'s
-    ranges; ``counts["int8"]`` then says which convs ran in int8 and which stayed fp32.
+    ranges; ``counts["int8"]`` then says which convs ran in int8 and which stayed fp32, and which
+    convs write u8 for the next one (``int8_graph``; ``u8_chain=False`` leaves every int8 conv
+    quantizing its own fp32 input, the reference the chain is held bit-identical to in the tests).
     When ``main`` takes the weights as parameters, ``LiftTransformParams`` adds
     ``main_transform_params``, which the runtime calls once on the loaded weights.
     """
@@ -66,6 +70,8 @@ def optimize(
     if kind_of(target) == "llvm":
         if precision == "int8":
             report = Int8Report()
+            if u8_chain:
+                mod = chain_u8(mod, calibration, report)
             packed = int8_conv2d_legalization(calibration, report)
         elif precision == "bf16":
             packed = bf16_conv2d_legalization()

@@ -17,7 +17,8 @@ precision: casts happen inside, so the runtime, the benchmark and the detectors 
   epilogue in fp32.
 - llvm int8: the CPU must have AVX512-VNNI (``int8_kernel``), otherwise one line, as for bf16.
   Again a choice of conv kernels (``int8_conv``): u8 activations times s8 weights with
-  ``vpdpbusd``, int32 sums, requantized to fp32 in the epilogue.
+  ``vpdpbusd``, int32 sums, requantized to fp32 in the epilogue; ``int8_graph`` then lets a conv's
+  epilogue quantize its output to u8 for the int8 conv that reads it.
 """
 
 from __future__ import annotations

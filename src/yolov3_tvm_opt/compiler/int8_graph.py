@@ -1,0 +1,272 @@
+"""int8 builds: activations travel in u8 from the conv that produces them to the int8 conv that reads them.
+
+Why: an int8 conv (``int8_conv``) multiplies u8 activations. Left alone, every int8 conv reads
+fp32 NCHW, quantizes it in its input copy, and its producer wrote that fp32 tensor (4 bytes an
+element) only to have it read back and rounded. This graph step (Relax, before legalization, int8
+builds on llvm only) makes each int8 conv's input quantization an explicit op,
+``q(x) = u8(clamp(nearbyint(x / s + zp), 0, 255))`` with the conv's calibrated (s, zp), and moves
+it to where the activation is produced:
+
+* through the ops between two convs that commute with a monotonic per-tensor map, so the op
+  runs on u8 instead: ``max_pool2d`` (its padding becomes 0 = q(-inf): TOPI pads a max pool with
+  its dtype's smallest value, 0 for u8), nearest-neighbour ``resize2d`` (a pure gather) and
+  ``concat`` (the same (s, zp) pushed into every input: concat's input ranges are within its
+  output's, which is what was calibrated);
+* then right after the producer's last op (bias and activation included), where the fusion pass
+  puts it into the producing conv's epilogue: that conv writes u8, and the int8 conv's input copy
+  only packs bytes into 32-bit words and pads them (``int8_conv.int8_conv2d``).
+
+"Where the next op allows it": a tensor with a consumer that needs fp32 (a head, an fp32 conv, the
+model's output) or two int8 readers with different (s, zp) keeps its fp32 write. An int8 conv
+reading such a tensor keeps quantizing in its own input copy, as before (a separate quantize pass
+could not fuse anywhere and would only add a pass); a concat or resize reading it quantizes
+while it copies (the quantize fuses into it). A max pool moves its quantize upstream only when
+its input has no other reader, otherwise the pool quantizes what it writes. Max pools whose
+padding no window reads (Darknet's 2x2 / 2 on even sizes) become our own loop nest, four times
+faster than TOPI's pool on u8 (``_pool_nest``).
+
+Exactness: q is monotonic (so it commutes with max, and with gathers and concatenation trivially)
+and the quantize computes the same float expression on the same fp32 value as the input copy did
+(``int8_conv.quantize_u8``), so the outputs are bit-identical to quantizing in each conv's input
+copy (``tests/compiler/test_int8_graph.py`` holds them to it).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ..core.calibration import Calibration, weight_key
+from ..core.tvm_loader import load_tvm
+from .cpu_schedule import SCHEDULED
+from .int8_conv import Int8Report, fp32_reason, input_qparams, quantize_u8
+
+tvm = load_tvm()
+
+import tvm_ffi  # noqa: E402  (where structural equality lives)
+from tvm import relax, s_tir, te, tirx  # noqa: E402
+
+QUANTIZE_FUNC = "int8_quantize_output"  # the PrimFunc name hint of a moved quantize
+POOL_FUNC = "max_pool_u8"  # and of a max pool writing u8 (``_pool_nest``)
+_REBUILT = "main_u8"  # the rewritten main while it is built beside the old one
+FP32 = "fp32"  # a consumer's demand for the fp32 tensor
+_CONV = tvm.ir.Op.get("relax.nn.conv2d")
+_POOL = tvm.ir.Op.get("relax.nn.max_pool2d")
+_RESIZE = tvm.ir.Op.get("relax.image.resize2d")
+_CONCAT = tvm.ir.Op.get("relax.concat")
+
+
+def quantize_te(data: te.Tensor, x_scale: float, zero_point: int) -> te.Tensor:
+    """fp32 -> u8 with (``x_scale``, ``zero_point``), element by element (``int8_conv.quantize_u8``)."""
+    return te.compute(data.shape, lambda *index: quantize_u8(data[index], x_scale, zero_point), name="quantize")
+
+
+def _op(value: Any) -> Any:
+    return value.op if isinstance(value, relax.Call) else None
+
+
+def _tensor_args(value: Any) -> list[Any]:
+    """The tensors a sinkable op reads: concat's tuple fields, the others' first argument."""
+    if _op(value).same_as(_CONCAT):
+        return list(value.args[0].fields)
+    return [value.args[0]]
+
+
+def _sinkable(value: Any) -> bool:
+    """Whether ``op(q(x)) == q(op(x))`` for this call (module docstring) and it can run on u8."""
+    op = _op(value)
+    if op is None:
+        return False
+    if op.same_as(_POOL):
+        return True
+    if op.same_as(_RESIZE):
+        return str(value.attrs.method) == "nearest_neighbor" and value.attrs.out_dtype is None
+    return op.same_as(_CONCAT) and isinstance(value.args[0], relax.Tuple)
+
+
+def _free_vars(value: Any) -> list[Any]:
+    """The variables a binding's value reads, each once."""
+    seen: dict[Any, None] = {}
+    for var in relax.analysis.free_vars(value):
+        seen[var] = None
+    return list(seen)
+
+
+def _producing_conv(var: Any, bindings: dict[Any, Any]) -> Any | None:
+    """The conv2d call whose epilogue ends at ``var`` (through elementwise ops of one tensor), if any."""
+    value = bindings.get(var)
+    while value is not None and isinstance(value, relax.Call):
+        if _op(value).same_as(_CONV):
+            return value
+        if _sinkable(value) or not value.args or not isinstance(value.args[0], relax.Var):
+            return None
+        shapes = (getattr(value.ty, "shape", None), getattr(value.args[0].ty, "shape", None))
+        if None in shapes or not tvm_ffi.structural_equal(*shapes):
+            return None  # a reshape, a transpose: no epilogue of the conv
+        value = bindings.get(value.args[0])
+    return None
+
+
+def chain_u8(mod: Any, calibration: Calibration, report: Int8Report) -> Any:
+    """``mod`` with its int8 convs reading u8 where their producers can write it (module docstring).
+
+    ``report`` gets which convs now write u8 (``u8_outputs``, by ONNX node name where the
+    calibration knows it) and how many int8 convs read u8. A ``main`` that is not one dataflow
+    block comes back unchanged (every int8 conv then quantizes its own input).
+    """
+    func = mod["main"]
+    body = func.body
+    if len(body.blocks) != 1 or not isinstance(body.blocks[0], relax.DataflowBlock) or not isinstance(body.body, relax.Var):
+        return mod
+    bindings = list(body.blocks[0].bindings)
+    values = {b.var: b.value for b in bindings}
+    uses: dict[Any, int] = {}
+    for binding in bindings:
+        for var in _free_vars(binding.value):
+            uses[var] = uses.get(var, 0) + 1
+    uses[body.body] = uses.get(body.body, 0) + 1
+
+    # Backwards: what each tensor's readers want (FP32, or its u8 image under some (s, zp)).
+    wants: dict[Any, set[Any]] = {body.body: {FP32}}
+    int8_input: dict[Any, tuple[float, int]] = {}  # int8 conv var -> the qparams of its input
+    sunk: dict[Any, tuple[float, int]] = {}  # a pool / resize / concat that runs on u8 -> its qparams
+    for binding in reversed(bindings):
+        var, value = binding.var, binding.value
+        demand = wants.get(var, set())
+        pure = demand if len(demand) == 1 and FP32 not in demand else None
+        if _op(value) is not None and _op(value).same_as(_CONV) and fp32_reason(value, calibration) is None:
+            qparams = input_qparams(value, calibration)
+            int8_input[var] = qparams
+            data = value.args[0]
+            if isinstance(data, relax.Var):
+                wants.setdefault(data, set()).add(qparams)
+            continue
+        args = _tensor_args(value) if _sinkable(value) else []
+        movable = pure is not None and args and all(isinstance(a, relax.Var) for a in args)
+        if movable and _op(value).same_as(_POOL):
+            # else the quantize stays in the pool's epilogue: before it, it could fuse nowhere
+            movable = uses.get(args[0], 0) == 1 and args[0] in values
+        if movable:
+            (qparams,) = pure
+            sunk[var] = qparams
+            for arg in args:
+                wants.setdefault(arg, set()).add(qparams)
+            continue
+        for arg in _free_vars(value):
+            wants.setdefault(arg, set()).add(FP32)
+
+    def is_pure(var: Any) -> bool:
+        demand = wants.get(var, set())
+        return len(demand) == 1 and FP32 not in demand
+
+    def reads_u8(conv: Any) -> bool:
+        """Whether an int8 conv's input is quantized where it is produced: it has a producer (the
+        image has none) and no reader wanting it otherwise; else the conv quantizes in its own input copy."""
+        data = values[conv].args[0]
+        return data in values and is_pure(data)
+
+    # Which (tensor, qparams) get a quantize: every request of a sunk op, and the u8-reading convs'.
+    requested: dict[Any, set[Any]] = {}
+    for var, qparams in sunk.items():
+        for arg in _tensor_args(values[var]):
+            requested.setdefault(arg, set()).add(qparams)
+    for conv, qparams in int8_input.items():
+        if reads_u8(conv):
+            requested.setdefault(values[conv].args[0], set()).add(qparams)
+
+    bb = relax.BlockBuilder(mod)
+    quantized: dict[tuple[Any, Any], Any] = {}
+
+    def quantize(var: Any) -> None:
+        for qparams in sorted(requested.get(var, ())):
+            quantized[(var, qparams)] = bb.emit_te(quantize_te, var, *qparams, primfunc_name_hint=QUANTIZE_FUNC)
+            conv = _producing_conv(var, values)
+            if is_pure(var) and conv is not None:
+                report.u8_outputs.append(_name(conv, calibration, var))
+
+    attrs = {key: value for key, value in func.attrs.items()} if func.attrs is not None else {}
+    with bb.function(_REBUILT, list(func.params), attrs, private=False):
+        with bb.dataflow():
+            for param in func.params:  # quantized where a concat or resize that fuses it reads it
+                quantize(param)
+            for binding in bindings:
+                var, value = binding.var, binding.value
+                if var in sunk:
+                    qparams = sunk[var]
+                    args = [quantized[(a, qparams)] for a in _tensor_args(value)]
+                    if _op(value).same_as(_POOL):
+                        pooled = _pool_nest(bb, value, args[0])
+                        if pooled is None:
+                            pooled = relax.Call(value.op, args, value.attrs, value.ty_args)
+                        quantized[(var, qparams)] = bb.emit(pooled)
+                    else:
+                        new_args = [relax.Tuple(args)] if _op(value).same_as(_CONCAT) else [args[0], *value.args[1:]]
+                        quantized[(var, qparams)] = bb.emit(relax.Call(value.op, new_args, value.attrs, value.ty_args))
+                    continue
+                if _op(value) is not None and _op(value).same_as(_POOL) and is_pure(var) and var in requested:
+                    # a pool whose input others read in fp32: it quantizes what it writes
+                    (qparams,) = requested[var]
+                    pooled = _pool_nest(bb, value, value.args[0], qparams)
+                    if pooled is not None:
+                        quantized[(var, qparams)] = bb.emit(pooled)
+                        continue
+                if var in int8_input and reads_u8(var):
+                    report.u8_inputs += 1
+                    data = quantized[(value.args[0], int8_input[var])]
+                    binding = relax.VarBinding(var, bb.normalize(_conv_on(value, data)))
+                bb.emit_normalized(binding)
+                quantize(var)
+            output = bb.emit_output(body.body) if isinstance(body.body, relax.DataflowVar) else body.body
+        bb.emit_func_output(output)
+    rebuilt = bb.get()
+    main = rebuilt.get_global_var("main")
+    functions = {gv: f for gv, f in rebuilt.functions.items() if gv.name_hint != _REBUILT}
+    functions[main] = rebuilt[_REBUILT].with_attr("global_symbol", "main")
+    return tvm.IRModule(functions, attrs=rebuilt.attrs)
+
+
+def _pool_nest(bb: Any, call: Any, data: Any, qparams: tuple[float, int] | None = None) -> Any | None:
+    """The max pool ``call`` on ``data`` as our own loop nest, quantized with ``qparams`` if given; None where its padding is read.
+
+    Darknet's 2x2 / 2 pools pad one row and column (``[0, 0, 1, 1]``) that an even input never
+    reads. Without it the pool is a max of ``KH x KW`` loads per output, written as one expression
+    and scheduled here, (n, channel, row) tasks in parallel and the row loop left to LLVM, which
+    vectorises the strided loads as wide loads and shuffles: at 416 the first pool (on u8) took
+    0.54 ms as TOPI's pool (a vector of single-byte loads per window step, the maximum kept in
+    memory) and 0.12 ms so. Pools whose padding is read keep Relax's ``max_pool2d`` (on u8 it pads
+    with 0 = q(-inf)).
+    """
+    a = call.attrs
+    shape = [int(d) for d in data.ty.shape.values]
+    out_shape = [int(d) for d in call.ty.shape.values]
+    (kh, kw), (sh, sw), (dh, dw) = ([int(v) for v in pair] for pair in (a.pool_size, a.strides, a.dilation))
+    reach_h, reach_w = (out_shape[2] - 1) * sh + (kh - 1) * dh, (out_shape[3] - 1) * sw + (kw - 1) * dw
+    if a.layout != "NCHW" or a.ceil_mode or [int(p) for p in a.padding][:2] != [0, 0] or reach_h >= shape[2] or reach_w >= shape[3]:
+        return None
+    source = te.placeholder(shape, str(data.ty.dtype), name="data")
+
+    def window(n: Any, c: Any, y: Any, x: Any) -> Any:
+        loads = [source[n, c, y * sh + i * dh, x * sw + j * dw] for i in range(kh) for j in range(kw)]
+        value = functools.reduce(tirx.max, loads)
+        return value if qparams is None else quantize_u8(value, *qparams)
+
+    pooled = te.compute(out_shape, window, name=POOL_FUNC)
+    sch = s_tir.Schedule(te.create_prim_func([source, pooled]))
+    n, c, y, _ = sch.get_loops(sch.get_sblock(POOL_FUNC))
+    sch.parallel(sch.fuse(n, c, y))
+    func = sch.mod["main"].with_attr(SCHEDULED, True).without_attr("global_symbol")  # private, as emit_te makes them
+    return relax.call_tir(bb.add_func(func, POOL_FUNC), [data], relax.TensorType(call.ty.shape, "uint8"))
+
+
+def _conv_on(call: Any, data: Any) -> Any:
+    """The conv2d ``call`` reading ``data`` (u8) instead, still writing fp32."""
+    a = call.attrs
+    return relax.op.nn.conv2d(
+        data, call.args[1], a.strides, a.padding, a.dilation, a.groups, a.data_layout, a.kernel_layout, a.out_layout or None, "float32"
+    )
+
+
+def _name(conv: Any, calibration: Calibration, var: Any) -> str:
+    weight = conv.args[1]
+    key = weight_key(weight.value.numpy()) if isinstance(weight, tvm.ir.expr.Constant) else ""
+    return calibration.names.get(key, str(var.name))
