@@ -60,7 +60,7 @@ INT8_CONV = "int8_conv2d"  # its BLOCK_KIND annotation, which the schedule rule 
 QUANT_BLOCK = "int8_quantize"  # the input copy that quantizes, a CONV_INPUT
 # Input channels below which a conv stays fp32. YOLO's first conv (3 channels, one group of 4 with a
 # zero channel) runs in int8 and holds the contract, but measured slower than fp32: 1.5x alone at 416
-# (its input quantization costs more than its 27 MACs a pixel save), 4% on the whole model.
+# (quantizing its input costs more than the int8 dot products save), 4% on the whole model.
 MIN_CHANNELS = 16
 LANES = 16  # int32 lanes of a zmm register: the output channels of one vpdpbusd
 GROUP = 4  # input channels summed per lane by one vpdpbusd
