@@ -106,7 +106,7 @@ def test_convs_int8_does_not_fit_or_would_slow_stay_fp32(tmp_path):
         counts[name] = built
         assert built["int8"]["int8_convs"] == 0 and built["conv2d_default_schedules"] == 1
     # named by their place among the convs: these calibrations know no ONNX names
-    assert counts["first"]["int8"]["fp32_convs"] == {"conv #0": f"fewer than {MIN_CHANNELS} input channels"}
+    assert counts["first"]["int8"]["fp32_convs"] == {"conv #0": f"fewer than {MIN_CHANNELS} input channels (slower in int8)"}
     assert counts["uncalibrated"]["int8"]["fp32_convs"] == {"conv #0": "not calibrated"}
 
 

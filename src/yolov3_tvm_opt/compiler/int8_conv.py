@@ -188,7 +188,7 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
         name = calibration.names.get(key, f"conv #{index}")
         reason = (
             "not packable" if not packable(call) or not constant
-            else f"fewer than {MIN_CHANNELS} input channels" if call.args[1].value.shape[1] < MIN_CHANNELS
+            else f"fewer than {MIN_CHANNELS} input channels (slower in int8)" if call.args[1].value.shape[1] < MIN_CHANNELS
             else "not calibrated" if key not in calibration.ranges
             else None
         )
