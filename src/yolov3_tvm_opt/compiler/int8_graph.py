@@ -16,7 +16,7 @@ it to where the activation is produced:
   puts it into the producing conv's epilogue: that conv writes u8, and the int8 conv's input copy
   only packs bytes into 32-bit words and pads them (``int8_conv.int8_conv2d``).
 
-"Where the next op allows it": a tensor with a consumer that needs fp32 (a head, an fp32 conv, the
+"Where the next op allows it": a tensor with a consumer that needs fp32 (an fp32 conv, the decode, the
 model's output) or two int8 readers with different (s, zp) keeps its fp32 write. An int8 conv
 reading such a tensor keeps quantizing in its own input copy, as before (a separate quantize pass
 could not fuse anywhere and would only add a pass); a concat or resize reading it quantizes

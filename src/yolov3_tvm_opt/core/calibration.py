@@ -27,16 +27,13 @@ def weight_key(weight: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class Calibration:
-    """What quantizing needs beyond the weights: each conv input's calibrated range, and the convs kept fp32.
+    """What quantizing needs beyond the weights: each conv input's calibrated range.
 
-    All keyed by ``weight_key``. ``heads`` are the convs whose output no other conv reads
-    (YOLO's detection heads): their outputs are the raw boxes and scores, which they keep in fp32
-    (the accuracy contract, README). ``names`` are the ONNX node names, for meta.json to say
-    which convs stayed fp32.
+    Both keyed by ``weight_key``. ``names`` are the ONNX node names, for meta.json to say which
+    convs stayed fp32.
     """
 
     ranges: dict[str, tuple[float, float]]
-    heads: frozenset[str] = frozenset()
     names: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,6 +53,5 @@ def load_calibration(path: Path) -> Calibration:
                         "calibrate with target.precision: int8 (`dvc repro calibrate`)")
     return Calibration(
         ranges={key: (float(c["low"]), float(c["high"])) for key, c in convs.items()},
-        heads=frozenset(key for key, c in convs.items() if c["head"]),
         names={key: str(c["node"]) for key, c in convs.items()},
     )

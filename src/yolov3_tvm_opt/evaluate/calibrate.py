@@ -11,7 +11,7 @@ the noise of that photo, while min/max never clips an activation the model is kn
 u8 over the full range costs resolution only where one layer has rare outliers, which the
 accuracy contract (``compare-dets`` against fp32) would show. The file is keyed by
 ``core.calibration.weight_key`` (the sha256 of each conv's weights), which is what the compiler can see
-after import; it also marks the heads, the convs no other conv reads from, which stay fp32.
+after import.
 """
 
 from __future__ import annotations
@@ -52,29 +52,6 @@ def calibration_photos(directory: Path) -> list[Path]:
     return photos
 
 
-def _heads(graph: onnx.GraphProto, convs: list[onnx.NodeProto]) -> set[str]:
-    """Names of the convs from whose output no other conv can be reached (the detection heads)."""
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    heads = set()
-    for conv in convs:
-        pending, seen, feeds_conv = list(conv.output), set(), False
-        while pending and not feeds_conv:
-            tensor = pending.pop()
-            for node in consumers[tensor]:
-                if node.op_type == "Conv":
-                    feeds_conv = True
-                    break
-                if id(node) not in seen:
-                    seen.add(id(node))
-                    pending.extend(node.output)
-        if not feeds_conv:
-            heads.add(conv.output[0])
-    return heads
-
-
 def calibrate(onnx_path: Path, images: Path, out: Path, size: int | None, input_scale: float, letterbox: bool) -> dict[str, Any]:
     """Run the fp32 model over the photos in ``images`` and write each conv input's range to ``out``.
 
@@ -88,7 +65,6 @@ def calibrate(onnx_path: Path, images: Path, out: Path, size: int | None, input_
     spec = input_spec(model, size, onnx_path)
     initializers = {init.name: init for init in model.graph.initializer}
     convs = [node for node in model.graph.node if node.op_type == "Conv" and node.input[1] in initializers]
-    heads = _heads(model.graph, convs)
     inputs = sorted({conv.input[0] for conv in convs} - {spec.name})
     model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in inputs)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -112,7 +88,6 @@ def calibrate(onnx_path: Path, images: Path, out: Path, size: int | None, input_
                 "node": conv.name or conv.output[0],
                 "low": low[conv.input[0]],
                 "high": high[conv.input[0]],
-                "head": conv.output[0] in heads,
             }
             for conv in convs
         },
