@@ -9,7 +9,7 @@ so no side is calibrated on different pixels.
 One departure from ONNX Runtime's defaults, the same one our int8 makes: the box decode after the
 heads (Reshape, Sigmoid, Exp, Mul, ScatterND, Concat: every node from which no Conv can be
 reached) stays float. Quantized, it puts box coordinates of 0..416 and scores of 0..1 into one u8
-tensor, whose steps of a pixel and a half move objectness scores by up to 0.8, at no gain in speed
+tensor, whose steps of a pixel and a half move objectness by up to 0.8, at no gain in speed
 (docs/precision.md). NNCF leaves that tail float by itself.
 
 The work takes seconds and depends only on the ONNX and the photos, so its result is a
