@@ -13,10 +13,11 @@ import pytest
 
 from yolov3_tvm_opt.core.errors import UserError
 from yolov3_tvm_opt.evaluate.calibrate import calibration_inputs, calibration_photos
-from yolov3_tvm_opt.evaluate.peer_int8 import not_quantized, quantize_peers
+from yolov3_tvm_opt.evaluate.peer_int8 import decode_nodes, not_quantized, quantize_peers
 from yolov3_tvm_opt.evaluate.peers import INT8_MANIFEST, REFERENCE, PeerInput, int8_peers, prepare_peers
 from yolov3_tvm_opt.models.onnx_export import export_noscatter
 from yolov3_tvm_opt.models.onnx_info import read_input_spec
+from yolov3_tvm_opt.models.sources import build_model
 
 SCALE = 1 / 255
 
@@ -61,6 +62,21 @@ def _assert_close_to_fp32(int8: list[np.ndarray], fp32: list[np.ndarray]) -> Non
             error = np.abs(ours[..., columns] - reference[..., columns]).mean()
             between_photos = np.abs(other[..., columns] - reference[..., columns]).mean()
             assert error < 0.5 * between_photos, (i, columns, error, between_photos)
+
+
+@pytest.mark.parametrize("source", ["yolov3-tiny", "yolov3-tiny-torch"])
+def test_the_decode_is_everything_after_the_heads_and_nothing_before(source, tmp_path):
+    """What ONNX Runtime's quantizer must leave float: closed downstream, and no node of it leads to a conv."""
+    build_model(source, 96, tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    decode = set(decode_nodes(graph))
+    produced_by_decode = {out for node in graph.node if node.name in decode for out in node.output}
+    for node in graph.node:
+        if set(node.input) & produced_by_decode:
+            assert node.name in decode and node.op_type != "Conv", node.name
+    heads = {node.output[0] for node in graph.node if node.op_type == "Conv" and node.name not in decode}
+    assert {"Sigmoid", "Concat"} <= {node.op_type for node in graph.node if node.name in decode}
+    assert any(set(node.input) & heads for node in graph.node if node.name in decode)  # it starts at the heads
 
 
 def test_onnxruntime_int8_is_qdq_keeps_the_decode_float_and_stays_close(quantized, tiny_onnx, inputs):

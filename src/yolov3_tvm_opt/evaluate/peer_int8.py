@@ -53,14 +53,15 @@ class _Inputs:
 
 def decode_nodes(graph: onnx.GraphProto) -> list[str]:
     """The nodes after the detection heads: every non-Conv node from whose outputs no Conv can be reached."""
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
+    nodes = list(graph.node)
+    consumers: dict[str, list[int]] = defaultdict(list)
+    for i, node in enumerate(nodes):
         for name in node.input:
-            consumers[name].append(node)
-    feeds_conv: dict[int, bool] = {}
-    for node in reversed(graph.node):  # topological order reversed: every consumer is decided first
-        feeds_conv[id(node)] = any(c.op_type == "Conv" or feeds_conv.get(id(c), False) for out in node.output for c in consumers[out])
-    return [node.name for node in graph.node if node.op_type != "Conv" and not feeds_conv[id(node)]]
+            consumers[name].append(i)
+    feeds_conv = [False] * len(nodes)
+    for i in reversed(range(len(nodes))):  # topological order reversed: every consumer is decided first
+        feeds_conv[i] = any(nodes[c].op_type == "Conv" or feeds_conv[c] for out in nodes[i].output for c in consumers[out])
+    return [node.name for node, feeds in zip(nodes, feeds_conv) if node.op_type != "Conv" and not feeds]
 
 
 def quantize_onnxruntime(onnx_path: Path, inputs: _Inputs, out: Path) -> list[str]:
