@@ -125,7 +125,7 @@ def _int8_model(name: str, spec: PeerInput) -> Path:
     if manifest.get("onnx_sha256") != sha256_file(spec.onnx):
         raise UserError(f"the models in {spec.int8_dir} were quantized from another ONNX than {spec.onnx}; "
                         "run `yolov3-tvm quantize-peers` on it again")
-    path = Path(spec.int8_dir) / manifest["systems"][name]
+    path = Path(spec.int8_dir) / manifest.get("systems", {}).get(name, f"{name} (not in {INT8_MANIFEST})")
     if not path.is_file():
         raise UserError(f"{path} is missing; run `yolov3-tvm quantize-peers` again")
     return path
