@@ -8,7 +8,7 @@ from _stage import run
 from yolov3_tvm_opt.core.params import load_section
 from yolov3_tvm_opt.evaluate.bench import bench_artifacts
 from yolov3_tvm_opt.evaluate.images import model_input
-from yolov3_tvm_opt.evaluate.peers import PEERS
+from yolov3_tvm_opt.evaluate.peers import INT8_PEERS, PEERS, int8_peers
 from yolov3_tvm_opt.evaluate.report import plot_pngs, summary_table, write_bench_report
 from yolov3_tvm_opt.runtime import load_artifact
 
@@ -23,8 +23,9 @@ def main(args: argparse.Namespace) -> None:
         artifacts,
         data,
         onnx_path=Path(args.onnx),
-        peers=list(PEERS),
+        peers=[p for p in PEERS if p not in INT8_PEERS] + int8_peers(Path(args.peers_int8)),
         onnx_noscatter=Path(args.onnx_noscatter) if args.onnx_noscatter else None,
+        peers_int8=Path(args.peers_int8),
         iters=bench.iters,
         warmup=bench.warmup,
         max_seconds=bench.max_seconds,
@@ -46,5 +47,6 @@ if __name__ == "__main__":
     parser.add_argument("--fastscatter", required=True)
     parser.add_argument("--onnx", required=True, help="the ONNX both were built from (the peers' input)")
     parser.add_argument("--onnx_noscatter", default=None, help="the same model without ScatterND (peer onnxruntime_noscatter)")
+    parser.add_argument("--peers_int8", required=True, help="quantize_peers' directory (their int8 at an int8 build, else none)")
     parser.add_argument("--metrics", required=True, help="the metrics directory")
     run(main, parser)

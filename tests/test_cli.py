@@ -64,6 +64,24 @@ def test_several_artifacts_are_timed_in_the_same_rounds(tiny_artifacts, tmp_path
     _one_line_error(cli("bench", "--artifact_dir", str(tiny_artifacts["baseline"]), "--peers", "tensorrt"), "unknown peer(s) tensorrt")
 
 
+def test_quantize_peers_then_bench_times_the_peers_int8_in_the_same_rounds(tiny_artifacts, photos, tmp_path):
+    """The hand-run path: what the quantize_peers stage writes, from the command line, then bench beside it."""
+    meta = json.loads((tiny_artifacts["fastscatter"] / "meta.json").read_text())
+    images, out = next(iter(photos.values())).parent, tmp_path / "peers_int8"
+    proc = cli("quantize-peers", "--onnx", meta["onnx_path"], "--images", str(images), "--out", str(out))
+    assert proc.returncode == 0 and "--peers onnxruntime_int8,openvino_int8 --peers_int8" in proc.stdout, proc.stderr
+    result = tmp_path / "int8.json"
+    proc = cli("bench", "--artifact_dir", str(tiny_artifacts["fastscatter"]), "--peers", "onnxruntime_int8,openvino_int8",
+               "--peers_int8", str(out), "--iters", "2", "--warmup", "0", "--threads", "2", "--json", str(result))
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(result.read_text())
+    assert set(saved["stats"]) == {"fastscatter", "onnxruntime", "onnxruntime_int8", "openvino_int8"}
+    assert {s["iters"] for s in saved["stats"].values()} == {2}
+    diffs = [line.split(" - ")[0] for line in proc.stdout.splitlines() if line.startswith("max |")]
+    assert diffs == ["max |fastscatter", "max |onnxruntime_int8", "max |openvino_int8"], proc.stdout
+    assert "fastscatter_vs_onnxruntime_int8" in proc.stdout and "fastscatter_vs_openvino_int8" in proc.stdout
+
+
 def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -186,6 +186,7 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
     if importlib.util.find_spec("openvino"):
         assert OPENVINO_KEYS <= set(metrics) and metrics["max_abs_diff_openvino_f32_vs_onnxruntime"] < 1e-2
     assert metrics["max_abs_diff_vs_onnxruntime"] < 1e-2
+    assert not any("int8" in key for key in metrics)  # the peers' int8 are quantized and timed at int8 builds only
     profile = json.loads((pipeline_repo / "metrics/profile.json").read_text())
     assert set(profile) == {"baseline", "fastscatter"} and profile["baseline"][0]["rank"] == 1
     assert (pipeline_repo / "metrics/plots/latency.png").stat().st_size > 0
@@ -202,12 +203,12 @@ def test_repro_writes_metrics_and_leaves_nothing_stale(pipeline_repo):
 
 
 @pytest.mark.slow
-def test_input_scale_makes_only_bench_visualize_and_calibrate_stale(pipeline_repo):
-    """calibrate preprocesses as bench does; at fp32 it rewrites the same file, so no compile follows it."""
+def test_input_scale_makes_only_bench_visualize_and_the_calibrations_stale(pipeline_repo):
+    """calibrate and quantize_peers preprocess as bench does; at fp32 they rewrite the same files, so no compile follows."""
     original = (pipeline_repo / "params.yaml").read_text()
     try:
         set_params(pipeline_repo, {"bench": {"input_scale": 0.5}})
-        assert stale_stages(pipeline_repo) == {"calibrate", "bench", "visualize"}
+        assert stale_stages(pipeline_repo) == {"calibrate", "quantize_peers", "bench", "visualize"}
     finally:
         (pipeline_repo / "params.yaml").write_text(original)
     assert stale_stages(pipeline_repo) == set()
@@ -246,14 +247,18 @@ def test_int8_reruns_on_a_new_calibration_photo_and_nothing_on_the_same_set(pipe
     try:
         set_params(pipeline_repo, {"target": {"precision": "int8"}, "calibrate": {"images": "calib_photos"}})
         ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
-        assert {"calibrate", "compile_baseline", "compile_fastscatter", "bench"} <= ran and "model" not in ran
+        assert {"calibrate", "quantize_peers", "compile_baseline", "compile_fastscatter", "bench"} <= ran and "model" not in ran
         meta = json.loads((pipeline_repo / "artifacts/fastscatter/meta.json").read_text())
         assert meta["precision"] == "int8" and meta["int8"]["int8_convs"] > 0
+        metrics = json.loads((pipeline_repo / "metrics/latency.json").read_text())  # the peers' int8 in the same rounds
+        assert metrics["onnxruntime_int8_iters"] == SMALL["bench"]["iters"] and "fastscatter_vs_onnxruntime_int8_median" in metrics
+        if importlib.util.find_spec("nncf"):
+            assert metrics["openvino_int8_iters"] == SMALL["bench"]["iters"]
         assert stale_stages(pipeline_repo) == set()
         shutil.copy(pipeline_repo / "pictures/photos/grace_hopper.jpg", calib / "grace_hopper.jpg")
         ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
         # tune reads the ranges too (its tasks are the int8 graph's); disabled, it rewrites the same empty database
-        assert ran == {"calibrate", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
+        assert ran == {"calibrate", "quantize_peers", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
     finally:
         (pipeline_repo / "params.yaml").write_text(original)
         shutil.rmtree(calib)

@@ -181,6 +181,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             dirs, data, onnx_path=_path(args.onnx), device=args.device, iters=bench.iters, warmup=bench.warmup,
             max_seconds=bench.max_seconds, threads=args.threads, seed=bench.seed, rpc=rpc, peers=_peer_names(args.peers),
             profile_topk=bench.profile_topk if args.profile else 0, onnx_noscatter=_path(args.onnx_noscatter),
+            peers_int8=_path(args.peers_int8),
         )
     _print_bench(run, name, list(others), args.aa)
     if args.json:
@@ -245,6 +246,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: ranges of {len(result['convs'])} conv inputs over {len(result['photos'])} photos ({result['method']})")
     if result["synthetic_weights"]:
         print("note: this model has synthetic weights, so its int8 build is for latency only: its detections mean nothing")
+
+
+def _cmd_quantize_peers(args: argparse.Namespace) -> None:
+    bench = _bench(args, BenchOptions())
+    from .evaluate.peer_int8 import quantize_peers
+
+    result = quantize_peers(Path(args.onnx), Path(args.images), Path(args.out), args.size, bench.input_scale, bench.letterbox)
+    print(f"wrote {args.out}: {', '.join(result['systems'])}, calibrated on {len(result['photos'])} photos "
+          f"(bench --peers {','.join(result['systems'])} --peers_int8 {args.out})")
+    for peer, reason in result["skipped"].items():
+        print(f"skipped {peer}: {reason}")
 
 
 def _cmd_compare_dets(args: argparse.Namespace) -> None:
@@ -382,10 +394,20 @@ def _add_systems_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for TVM and ORT (0: the artifact's)")
     parser.add_argument("--onnx", default=None, help="ONNX for the ONNX Runtime reference (default: meta.json's onnx_path)")
     parser.add_argument("--peers", default="", help="systems timed beside TVM in the same rounds, comma separated "
-                        "(onnxruntime always; also onnxruntime_noscatter, openvino_f32, openvino)")
+                        "(onnxruntime always; also onnxruntime_noscatter, openvino_f32, openvino, onnxruntime_int8, openvino_int8)")
     parser.add_argument("--onnx_noscatter", default=None, help="the model from export-onnx (peer onnxruntime_noscatter)")
+    parser.add_argument("--peers_int8", default=None, help="the directory from quantize-peers (peers onnxruntime_int8, openvino_int8)")
     parser.add_argument("--aa", action="store_true",
                         help="A/A check: time the artifact against a copy of itself in the same rounds (speedup should be 1.00)")
+
+
+def _add_calibration_flags(parser: argparse.ArgumentParser, defaults: BenchOptions, out_help: str) -> None:
+    """What a calibration reads, ours or the peers': the ONNX, the photos, and the preprocessing bench uses."""
+    parser.add_argument("--onnx", required=True)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--images", default=VisualizeOptions.images, help="a folder of JPEG/PNG photos (default: the sample photos)")
+    parser.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
+    _add_input_flags(parser, defaults, image=False)
 
 
 def _add_results_flags(parser: argparse.ArgumentParser, defaults: BenchOptions) -> None:
@@ -467,11 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     curve.add_argument("--png", default=curve_defaults.png)
 
     calib = command("calibrate", _cmd_calibrate, "activation ranges of the fp32 model over photos, for an int8 compile")
-    calib.add_argument("--onnx", required=True)
-    calib.add_argument("--out", required=True, help="the calibration JSON to write")
-    calib.add_argument("--images", default=VisualizeOptions.images, help="a folder of JPEG/PNG photos (default: the sample photos)")
-    calib.add_argument("--size", type=int, default=None, help="fixes a dynamic image input to SIZE x SIZE")
-    _add_input_flags(calib, pipeline, image=False)
+    _add_calibration_flags(calib, pipeline, "the calibration JSON to write")
+
+    quant = command("quantize-peers", _cmd_quantize_peers, "ONNX Runtime's QDQ and OpenVINO's NNCF int8, calibrated as calibrate is")
+    _add_calibration_flags(quant, pipeline, "the directory to write (bench --peers_int8 reads it)")
 
     compare = command("compare-dets", _cmd_compare_dets, "hold a reduced-precision build to the detections of a reference build")
     compare.add_argument("--reference", required=True, help="artifact directory of the reference (fp32) build")

@@ -93,6 +93,7 @@ def bench_artifacts(
     onnx_path: Path | None = None,
     peers: Sequence[str] = (REFERENCE,),
     onnx_noscatter: Path | None = None,
+    peers_int8: Path | None = None,
     device: str | None = None,
     iters: int = 50,
     warmup: int = 5,
@@ -106,7 +107,8 @@ def bench_artifacts(
     """Time the TVM artifacts and the ``peers`` (ONNX Runtime always) in ``iters`` interleaved rounds.
 
     ``onnx_path`` defaults to the ONNX the first artifact was compiled from; every artifact must
-    take the same input. Peers that cannot run here are listed in ``skipped``, not fatal. A build
+    take the same input; ``peers_int8`` is the directory of the peers' own int8 models
+    (``evaluate.peer_int8``). Peers that cannot run here are listed in ``skipped``, not fatal. A build
     that replays CUDA graphs has no per-op profile (the VM sees one call): ``profile_notes`` says so.
     """
     artifacts = {name: load_artifact(Path(directory)) for name, directory in artifact_dirs.items()}
@@ -122,7 +124,7 @@ def bench_artifacts(
             set_cpu_threads(threads)
         loaded = {name: create_vm(artifact, device) for name, artifact in artifacts.items()}
         systems = {name: System(name, model.runner(data), model.run(data)) for name, model in loaded.items()}
-    spec = PeerInput(Path(onnx_path or first.meta["onnx_path"]), first.meta["input_name"], data, threads, onnx_noscatter)
+    spec = PeerInput(Path(onnx_path or first.meta["onnx_path"]), first.meta["input_name"], data, threads, onnx_noscatter, peers_int8)
     ready, skipped = prepare_peers([REFERENCE, *(p for p in peers if p != REFERENCE)], spec)
     systems.update(ready)
     reference = systems[REFERENCE].outputs

@@ -17,6 +17,7 @@ after import.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from onnx import numpy_helper
 from ..core.calibration import CALIBRATION_FORMAT, weight_key
 from ..core.errors import UserError
 from ..core.files import write_json
-from ..models.onnx_info import input_spec, load_onnx, metadata
+from ..models.onnx_info import InputSpec, input_spec, load_onnx, metadata
 from .images import load_image, preprocess
 from .photos import list_photos
 
@@ -52,6 +53,17 @@ def calibration_photos(directory: Path) -> list[Path]:
     return photos
 
 
+def calibration_inputs(photos: list[Path], spec: InputSpec, input_scale: float, letterbox: bool) -> Iterator[np.ndarray]:
+    """Each photo as the model's input, preprocessed as bench and the detectors feed it.
+
+    Every calibration runs over exactly these arrays: ours here, and the peers' own int8
+    (``evaluate.peer_int8``), so no quantizer sees different pixels. One at a time: a large
+    calibration folder need not fit in memory.
+    """
+    for photo in photos:
+        yield preprocess(load_image(photo), spec.shape, input_scale, spec.dtype, letterbox)
+
+
 def calibrate(onnx_path: Path, images: Path, out: Path, size: int | None, input_scale: float, letterbox: bool) -> dict[str, Any]:
     """Run the fp32 model over the photos in ``images`` and write each conv input's range to ``out``.
 
@@ -69,8 +81,7 @@ def calibrate(onnx_path: Path, images: Path, out: Path, size: int | None, input_
     model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in inputs)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     low, high = defaultdict(lambda: np.inf), defaultdict(lambda: -np.inf)
-    for photo in photos:
-        data = preprocess(load_image(photo), spec.shape, input_scale, spec.dtype, letterbox)
+    for data in calibration_inputs(photos, spec, input_scale, letterbox):
         # the image input is no graph output: its range is the preprocessed photo's
         for name, value in [(spec.name, data), *zip(inputs, session.run(inputs, {spec.name: data}))]:
             low[name], high[name] = min(low[name], float(value.min())), max(high[name], float(value.max()))
