@@ -97,8 +97,25 @@ def test_a_cpu_without_vnni_gets_one_line():
         int8_kernel(make_target(TargetOptions(mcpu="skylake-avx512")))
 
 
+@needs_vnni
+def test_a_three_channel_conv_runs_the_row_tile_and_equals_the_int8_reference(tmp_path):
+    """The first conv's shape (3 channels: one group of 4) in int8: 16 columns per vpdpbusd, weights broadcast.
+
+    24 output channels: a second channel block half zero filters, cropped after the epilogue.
+    """
+    weight, _ = write_conv_onnx(tmp_path / "c.onnx", 32, 3, 24, 3)
+    x = (np.random.default_rng(4).integers(0, 256, (1, 3, 32, 32)) / 255).astype(np.float32)  # pixels: exact u8 codes
+    ex, counts = build_int8(tmp_path / "c.onnx", Calibration({weight_key(weight): (0.0, 1.0)}))
+    assert counts["int8"]["int8_convs"] == 1 and counts["conv2d_int8_default_schedules"] == 1
+    # the row tile's weights are vpdpbusd's broadcast memory operand; the channel tile's are whole vectors
+    assert any("{1to16}" in line for line in asm(ex).splitlines() if "vpdpbusd" in line)
+    out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    expected = int8_reference(x, weight, 1, 0.0, 1.0)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
 def test_convs_int8_does_not_fit_or_would_slow_stay_fp32(tmp_path):
-    """The first conv (3 channels, slower in int8) and an uncalibrated conv take the fp32 packed conv, each with its reason."""
+    """A 3-channel conv the row tile does not fit (rows of 8 columns: slower in int8) and an uncalibrated conv take the fp32 packed conv."""
     cases = {"first": (3, True), "uncalibrated": (32, False)}
     counts = {}
     for name, (cin, calibrated) in cases.items():

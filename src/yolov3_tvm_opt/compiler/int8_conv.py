@@ -24,8 +24,16 @@ padding, packs the input as u8, 4 channels per 32-bit word, padding included. Wh
 activation arrives in u8 (``int8_graph`` moved its quantization into the producing conv's
 epilogue) the copy only moves bytes; where it arrives in fp32 (its producer has readers that need
 fp32) the copy quantizes it, so quantizing never adds a pass of its own. Convs it does not fit (grouped, weights given
-at run time, no calibrated range) and convs with fewer than ``MIN_CHANNELS`` input channels take the
-fp32 packed legalization, so an int8 build is always complete; ``Int8Report`` says which went where.
+at run time, no calibrated range) and convs with fewer than ``MIN_CHANNELS`` input channels that the
+row tile does not fit take the fp32 packed legalization, so an int8 build is always complete;
+``Int8Report`` says which went where.
+
+A conv with one group of 4 input channels (YOLO's first: 3 channels and a zero-point channel)
+has only KH x KW ``vpdpbusd`` per output; in the channel tile each broadcasts a pixel and writes
+its 16 channels 16 planes apart, which made it slower than fp32. Its row tile
+(``_schedule_int8_rows``) turns the instruction around: 16 columns of one output channel per
+``vpdpbusd``, the input read as a vector of 16 words, the weights broadcast from memory, and the
+tile written back as rows.
 The heads run in int8 like every other conv (their requantized outputs are fp32 all the same): on
 yolov3-tiny 416 they hold the accuracy contract and make the model faster (docs/precision.md).
 
@@ -59,13 +67,13 @@ from tvm.script import tirx as T  # noqa: E402
 INT8_BLOCK = "conv2d_int8_packed"  # the accumulating block's name
 INT8_CONV = "int8_conv2d"  # its BLOCK_KIND annotation, which the schedule rule looks for
 QUANT_BLOCK = "int8_quantize"  # the input copy that quantizes, a CONV_INPUT
-# Input channels below which a conv stays fp32. YOLO's first conv (3 channels, one group of 4 with a
-# zero channel) runs in int8 and holds the contract, but measured slower than fp32: 1.5x alone at 416
-# (quantizing its input costs more than the int8 dot products save), 4% on the whole model.
+# Input channels below which a conv stays fp32 unless the row tile fits it (``row_tile_fits``): in the
+# channel tile the first conv (3 channels) measured slower than fp32, 1.5x alone at 416.
 MIN_CHANNELS = 16
 LANES = 16  # int32 lanes of a zmm register: the output channels of one vpdpbusd
 GROUP = 4  # input channels summed per lane by one vpdpbusd
 DOT_INTRIN = "yolov3_tvm_vpdpbusd_16x4"
+ROW_DOT_INTRIN = "yolov3_tvm_vpdpbusd_row_16x4"  # 16 columns of one output channel (``_schedule_int8_rows``)
 VNNI_FEATURE = "avx512vnni"  # LLVM's name for the CPU feature behind vpdpbusd
 
 
@@ -200,6 +208,15 @@ class Int8Report:
         return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32), "u8_outputs": list(self.u8_outputs), "u8_input_convs": self.u8_inputs}
 
 
+def row_tile_fits(call: Any) -> bool:
+    """Whether an int8 conv2d call gets the row tile: one group of input channels, unit column stride, rows of whole vectors.
+
+    The same test ``_schedule_int8`` makes on the TIR (one reduction group, output columns a
+    multiple of 16); a column stride would make the 16 input words not contiguous.
+    """
+    return call.args[1].value.shape[1] <= GROUP and int(call.attrs.strides[1]) == 1 and int(call.ty.shape[3]) % LANES == 0
+
+
 def fp32_reason(call: Any, calibration: Calibration) -> str | None:
     """Why a relax.nn.conv2d call stays fp32 (not packable, too few channels, not calibrated); None: int8.
 
@@ -209,7 +226,8 @@ def fp32_reason(call: Any, calibration: Calibration) -> str | None:
     key = weight_key(call.args[1].value.numpy()) if constant else ""
     return (
         "not packable" if not packable(call) or not constant
-        else f"fewer than {MIN_CHANNELS} input channels (slower in int8)" if call.args[1].value.shape[1] < MIN_CHANNELS
+        else f"fewer than {MIN_CHANNELS} input channels (slower in int8)"
+        if call.args[1].value.shape[1] < MIN_CHANNELS and not row_tile_fits(call)
         else "not calibrated" if key not in calibration.ranges
         else None
     )
@@ -284,6 +302,44 @@ def _dot_impl(
 
 TensorIntrin.register(DOT_INTRIN, _dot_desc, _dot_impl, override=True)
 
+
+@T.prim_func(s_tir=True)
+def _row_dot_desc(
+    A: T.Buffer((16,), "uint32", offset_factor=1),
+    B: T.Buffer((4,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:4])
+        T.writes(C[0:16])
+        for i, k in T.grid(T.int64(16), T.int64(4)):
+            with T.sblock("update"):
+                vi, vk = T.axis.remap("SR", [i, k])
+                C[vi] = C[vi] + T.Cast(
+                    "int32", T.bitwise_and(T.shift_right(A[vi], T.Cast("uint32", vk) * T.uint32(8)), T.uint32(255))
+                ) * T.Cast("int32", B[vk])
+
+
+@T.prim_func(s_tir=True)
+def _row_dot_impl(
+    A: T.Buffer((16,), "uint32", offset_factor=1),
+    B: T.Buffer((4,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:4])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], "int32x16"),
+            T.reinterpret(A.vload([0], "uint32x16"), dtype="int8x64"),
+            T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), 16), dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+TensorIntrin.register(ROW_DOT_INTRIN, _row_dot_desc, _row_dot_impl, override=True)
+
 # TVM 0.27 marks round, floor, exp... vectorizable but not nearbyint, so a vectorized loop that
 # quantizes (``quantize_u8``) was scalarized whole (a u8 conv epilogue ran at half speed). It is an
 # elementwise LLVM intrinsic like round (``llvm.nearbyint.v16f32``: one ``vrndscaleps``).
@@ -309,6 +365,8 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
     if len(loops) != 8:
         return None
     n, co, oh, ow, rc, ry, rx, rk = loops
+    if cpu._extent(sch, rc) == 1 and cpu._extent(sch, ow) % LANES == 0:  # ``row_tile_fits``
+        return _schedule_int8_rows(sch)
     cropped = any(
         [int(d) for d in sch.get(block).writes[0].source.shape] != [int(d) for d in sch.get(conv).writes[0].source.shape]
         for block in cpu._elementwise_chain(sch, conv)
@@ -334,6 +392,39 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
     sch.vectorize(sch.get_loops(init)[-1])
     sch.vectorize(sch.get_loops(local)[-1])
     sch.tensorize(co_inner, DOT_INTRIN)  # last: it replaces the conv block
+    return sch
+
+
+def _schedule_int8_rows(sch: s_tir.Schedule) -> s_tir.Schedule:
+    """A tile of 16 columns x 16 output channels, each ``vpdpbusd`` 16 columns of one channel.
+
+    For convs with one group of 4 input channels (``row_tile_fits``; the first conv): lane j sums
+    the 4 bytes of input column x + j with one output channel's 4 weights, broadcast from memory
+    (``vpdpbusd``'s ``{1to16}`` operand). One input vector serves all 16 channels, and the
+    accumulators are rows of the NCHW output, written back through the epilogue as they are.
+    On yolov3-tiny 416 the first conv took 0.62x of its fp32 time (docs/precision.md).
+    """
+    from . import cpu_schedule as cpu
+
+    conv = cpu._conv_block(sch, INT8_CONV)
+    n, co, oh, ow, rc, ry, rx, rk = sch.get_loops(conv)
+    co_outer, co_inner = sch.split(co, [None, LANES])
+    ow_outer, ow_inner = sch.split(ow, [None, LANES])
+    sch.reorder(n, oh, co_outer, ow_outer, rc, ry, rx, co_inner, ow_inner, rk)
+    local = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(local, ow_outer)
+    for consumer in cpu._elementwise_chain(sch, local):
+        sch.reverse_compute_inline(consumer)
+    sch.unroll(co_inner)
+    tasks = sch.fuse(n, oh, co_outer)
+    sch.parallel(tasks)
+    init = sch.decompose_reduction(conv, rc)
+    for producer in sch.get_producers(conv):
+        if cpu._is_padding(sch, producer):
+            _schedule_input_copy(sch, producer)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(local)[-1])
+    sch.tensorize(ow_inner, ROW_DOT_INTRIN)
     return sch
 
 
