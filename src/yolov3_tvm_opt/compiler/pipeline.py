@@ -86,7 +86,7 @@ def optimize(
         # main_transform_params before fusion could merge it into the kernels that read it.
         legalize.insert(1, relax.transform.LiftTransformParams())
     if kind_of(target) == "llvm":
-        # SiLU / HardSwish as one vectorisable op, before legalization splits them up
+        # SiLU / HardSwish as one vectorisable op, any sigmoid / exp via fast_exp, before legalization
         legalize.insert(0, FastActivations())
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
     counts: dict[str, Any] = {"tuned_functions": 0}
