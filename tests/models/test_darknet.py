@@ -149,6 +149,7 @@ def test_yolov3_at_640_has_25200_rows_and_6_scatternd(yolov3_weights):
     assert params == 61_949_149 - 26_304  # YOLOv3's 62.0 M, less the batch-norm scales folded into the convs
 
 
+@pytest.mark.slow  # a YOLOv3 forward at 128 px in ONNX Runtime, after the weights' 256 px calibration
 def test_yolov3_synthetic_activations_are_realistic(yolov3_weights):
     size = 128
     model = darknet.darknet_to_onnx(darknet_cfg.yolov3_cfg(), yolov3_weights, size)
@@ -161,6 +162,7 @@ def test_yolov3_synthetic_activations_are_realistic(yolov3_weights):
     assert 0.05 < objectness.std() and 0.1 < np.median(objectness) < 0.9
 
 
+@pytest.mark.slow  # a YOLOv3 forward at 320 px in ONNX Runtime, after the weights' 256 px calibration
 def test_yolov3_synthetic_boxes_stay_finite_on_a_photo(yolov3_weights, photos):
     """Calibrated on noise, the weights must still give image-sized boxes on a real photo."""
     from yolov3_tvm_opt.evaluate.images import model_input
