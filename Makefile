@@ -30,7 +30,7 @@ photos: $(STAMP)
 test: setup
 	$(BIN)/python -m pytest -q
 
-# About two and a half minutes on 2 cores: no DVC end-to-end runs, no MetaSchedule, no CUDA or full-size builds.
+# 2:20 on 2 cores shared with other jobs: no DVC end-to-end runs, no MetaSchedule, no CUDA or full-size builds.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -241,15 +241,24 @@ def conv_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tuned_dir(conv_onnx, tmp_path_factory) -> Path:
-    """A real MetaSchedule run on ``conv_onnx`` (4 trials, seeded with our default schedule), for 2 threads."""
+    """A real MetaSchedule run on ``conv_onnx`` (2 trials, seeded with our default schedule), for 2 threads."""
     from yolov3_tvm_opt.compiler.tune import tune_model
     from yolov3_tvm_opt.core.options import TuneOptions
 
     out = tmp_path_factory.mktemp("tuning") / "db"
-    trials = TuneOptions(enabled=True, trials=4, trials_per_iter=4)
+    trials = TuneOptions(enabled=True, trials=2, trials_per_iter=2)
     summary = tune_model(conv_onnx, out, CompileOptions(target=TargetOptions(cpu_threads=2)), trials).summary
     assert summary["seed_records"] == 1 and summary["records"] > 1 and summary["measured_trials"] >= 1
     assert set(summary["default_ms_per_task"]) == set(summary["best_ms_per_task"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16_artifact(tiny_onnx, tmp_path_factory) -> Path:
+    """The tiny fastscatter build with precision bf16 for Zen 4, where vdpbf16ps pays: a cross-compile
+    that builds on any machine (its record test runs it only where this CPU runs znver4 code)."""
+    out = tmp_path_factory.mktemp("tiny_bf16") / "artifact"
+    compile_onnx(tiny_onnx, out, CompileOptions(TargetOptions(cpu_threads=2, mcpu=RECORD_MCPU, precision="bf16"), fast_scatter_nd=True))
     return out
 
 

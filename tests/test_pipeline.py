@@ -57,7 +57,10 @@ def set_params(repo: Path, changes: dict) -> None:
 
 
 def stale_stages(repo: Path) -> set[str]:
-    """The stages `dvc repro` would run now, downstream ones included."""
+    """The stages `dvc repro --dry` lists: those whose own deps or params changed.
+
+    A stage after them is not listed: it runs only if their outputs change, which only a real run shows.
+    """
     out = run(["dvc", "repro", "--dry"], repo).stdout
     return set(re.findall(r"Running stage '([^']+)'", out))
 
@@ -216,15 +219,14 @@ def test_input_scale_makes_only_bench_visualize_and_the_calibrations_stale(pipel
 
 @pytest.mark.slow
 def test_target_change_recompiles_but_keeps_the_model(pipeline_repo):
+    """What a target edit makes stale, never the model; the artifacts it rebuilds then rerun bench and
+    visualize, as the int8 test's real rerun (a target.precision edit) shows."""
     original = (pipeline_repo / "params.yaml").read_text()
     try:
         set_params(pipeline_repo, {"target": {"mcpu": "x86-64-v3"}})
-        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
-        assert ran == {"smoke", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
+        assert stale_stages(pipeline_repo) == {"smoke", "tune", "compile_baseline", "compile_fastscatter"}
     finally:
         (pipeline_repo / "params.yaml").write_text(original)
-    restored = run(["dvc", "repro"], pipeline_repo).stdout  # back to the committed params: run-cache hits
-    assert "Running stage 'model'" not in restored
     assert stale_stages(pipeline_repo) == set()
 
 
@@ -247,7 +249,7 @@ def test_int8_reruns_on_a_new_calibration_photo_and_nothing_on_the_same_set(pipe
     try:
         set_params(pipeline_repo, {"target": {"precision": "int8"}, "calibrate": {"images": "calib_photos"}})
         ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
-        assert {"calibrate", "quantize_peers", "compile_baseline", "compile_fastscatter", "bench"} <= ran and "model" not in ran
+        assert {"calibrate", "quantize_peers", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"} <= ran and "model" not in ran
         meta = json.loads((pipeline_repo / "artifacts/fastscatter/meta.json").read_text())
         assert meta["precision"] == "int8" and meta["int8"]["int8_convs"] > 0
         metrics = json.loads((pipeline_repo / "metrics/latency.json").read_text())  # the peers' int8 in the same rounds
@@ -256,9 +258,12 @@ def test_int8_reruns_on_a_new_calibration_photo_and_nothing_on_the_same_set(pipe
             assert metrics["openvino_int8_iters"] == SMALL["bench"]["iters"]
         assert stale_stages(pipeline_repo) == set()
         shutil.copy(pipeline_repo / "pictures/photos/grace_hopper.jpg", calib / "grace_hopper.jpg")
-        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], pipeline_repo).stdout))
-        # tune reads the ranges too (its tasks are the int8 graph's); disabled, it rewrites the same empty database
-        assert ran == {"calibrate", "quantize_peers", "tune", "compile_baseline", "compile_fastscatter", "bench", "visualize"}
+        before = (pipeline_repo / "models/calibration.json").read_bytes()
+        run(["dvc", "repro", "-s", "calibrate"], pipeline_repo)
+        assert (pipeline_repo / "models/calibration.json").read_bytes() != before  # the new photo moved a range
+        # so everything that reads the ranges or the photos is stale (tune too: its tasks are the int8 graph's);
+        # new int8 artifacts rerun bench and visualize, as the first repro above did for real
+        assert stale_stages(pipeline_repo) == {"quantize_peers", "tune", "compile_baseline", "compile_fastscatter"}
     finally:
         (pipeline_repo / "params.yaml").write_text(original)
         shutil.rmtree(calib)
@@ -351,20 +356,18 @@ def test_an_edit_reruns_only_what_it_can_affect(pipeline_repo):
     recompiles but never rebuilds the model; the export stage does not import darknet.py.
     """
     assert stale_stages(pipeline_repo) == set()
+    # real reruns where the answer depends on what a stage writes: a comment in the schedules
+    # rebuilds bit-identical artifacts, so bench stays cached; darknet.py writes the same ONNX
     matrix = {
         relative: _ran_after_editing(pipeline_repo, relative)
-        for relative in (
-            "src/yolov3_tvm_opt/evaluate/report.py",
-            "src/yolov3_tvm_opt/compiler/cpu_schedule.py",
-            "src/yolov3_tvm_opt/models/darknet.py",
-            "stages/visualize.py",
-        )
+        for relative in ("src/yolov3_tvm_opt/compiler/cpu_schedule.py", "src/yolov3_tvm_opt/models/darknet.py")
     }
-    # code that measures: what DVC would run is an upper bound of what runs, and costs no bench run
+    # stages nothing runs after: what DVC would run is what runs, and costs no bench run
     matrix.update({
         relative: _stale_after_editing(pipeline_repo, relative)
-        for relative in ("src/yolov3_tvm_opt/deploy/profiler.py", "src/yolov3_tvm_opt/deploy/rounds.py",
-                         "src/yolov3_tvm_opt/deploy/stats.py", "src/yolov3_tvm_opt/runtime/rpc.py")
+        for relative in ("src/yolov3_tvm_opt/evaluate/report.py", "src/yolov3_tvm_opt/deploy/profiler.py",
+                         "src/yolov3_tvm_opt/deploy/rounds.py", "src/yolov3_tvm_opt/deploy/stats.py",
+                         "src/yolov3_tvm_opt/runtime/rpc.py", "stages/visualize.py")
     })
     print("\n".join(f"{edit}: {', '.join(sorted(ran)) or 'nothing'}" for edit, ran in matrix.items()))
     for measuring in ("evaluate/report.py", "deploy/profiler.py", "deploy/rounds.py", "deploy/stats.py", "runtime/rpc.py"):

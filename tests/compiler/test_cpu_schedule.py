@@ -129,6 +129,7 @@ INPUTS = ("photo", "seed1", "seed2", "seed3")
 # the suite's session fixture that already builds a case; the other cases are built here
 SHARED_BUILDS = {
     "yolov3-tiny-96-fp32": "tiny_artifacts",
+    "yolov3-tiny-96-bf16": "tiny_bf16_artifact",
     "yolov3-64-fp32": "yolov3_artifacts",
     "yolov3-tiny-416-fp32": "tiny416_artifact",
     "yolov3-tiny-416-bf16": "tiny416_bf16_artifact",

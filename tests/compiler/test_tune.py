@@ -118,7 +118,7 @@ def test_tuning_through_rpc_tracker_and_server(conv_onnx, tmp_path, rpc_tracker,
     )
     try:
         rpc_tracker.wait_for_key("test-cpu", 30)
-        options = TuneOptions(enabled=True, trials=4, trials_per_iter=4, runner="rpc", tracker_port=port, key="test-cpu")
+        options = TuneOptions(enabled=True, trials=1, trials_per_iter=1, runner="rpc", tracker_port=port, key="test-cpu")
         summary = tune_model(conv_onnx, tmp_path / "db", CompileOptions(target=TargetOptions(cpu_threads=2)), options).summary
         assert summary["runner"] == "rpc" and summary["records"] > 0
         assert json.loads((tmp_path / "db" / "summary.json").read_text())["measured_trials"] >= 1

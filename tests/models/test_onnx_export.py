@@ -229,13 +229,15 @@ def test_yolo_export_is_bit_exact_on_a_photo_and_random_input(fixture, request, 
         assert_same_bits(before, after, {spec.name: data})
 
 
-def test_tvm_imports_the_export_with_no_scatter_nd_left(yolov3_onnx, tmp_path):
+@pytest.mark.parametrize("fixture", ["tiny_onnx", pytest.param("yolov3_onnx", marks=pytest.mark.slow)])
+def test_tvm_imports_the_export_with_no_scatter_nd_left(fixture, request, tmp_path):
     """The export hands the fast scatter win to a plain TVM baseline: no scatter_nd kernel remains."""
     from yolov3_tvm_opt.compiler.fast_scatter import count_scatter_nd
     from yolov3_tvm_opt.compiler.frontend import import_onnx
 
-    export_noscatter(yolov3_onnx, tmp_path / "noscatter.onnx")
-    assert count_scatter_nd(import_onnx(yolov3_onnx)[0]) > 0
+    source = request.getfixturevalue(fixture)
+    export_noscatter(source, tmp_path / "noscatter.onnx")
+    assert count_scatter_nd(import_onnx(source)[0]) > 0
     assert count_scatter_nd(import_onnx(tmp_path / "noscatter.onnx")[0]) == 0
 
 

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.core.errors import UserError
-from yolov3_tvm_opt.models import onnx_info, sources
+from yolov3_tvm_opt.models import darknet_cfg, onnx_info, sources
 
 
 def _toy_onnx(path: Path, input_shape: list, input_rank_ok: bool = True) -> Path:
@@ -74,6 +74,7 @@ def test_build_tiny_writes_a_runnable_static_model(tmp_path):
 def test_build_yolov3_is_synthetic(tmp_path):
     info = sources.build_model("yolov3", 64, tmp_path / "yolov3.onnx", seed=1)
     assert info.synthetic and info.scatternd_nodes == 6 and info.names == onnx_info.coco_names()
+    assert onnx_info.metadata(onnx.load(info.path))["weights"].startswith(darknet_cfg.SYNTHETIC_NOTE)
     assert np.isfinite(_run(info.path, info.input.shape)).all()
 
 
