@@ -90,6 +90,7 @@ def test_the_channel_tile_shares_each_broadcast_between_two_vectors_where_channe
     assert channel_tile(48, 40, guard=True) == (1, 10)  # 48 channels: no pairs of vectors
     # yolov3-tiny's rows of 13, 26 and 52 have no divisor in 7..12: one vector, the tile the row allows
     assert [channel_tile(256, width, guard=True) for width in (13, 26, 52)] == [(1, 13), (1, 13), (1, 13)]
+    assert channel_tile(32, 208, guard=True) == (1, 16)  # 2 x 8 accumulators are no more than 1 x 16
 
 
 @pytest.mark.parametrize("mcpu", ["icelake-server", "znver4"])
