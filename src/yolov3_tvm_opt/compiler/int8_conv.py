@@ -353,14 +353,15 @@ def channel_tile(channels: int, width: int, guard: bool) -> tuple[int, int]:
     One zmm (16 channels) x up to 16 columns reloads a broadcast word for every ``vpdpbusd``;
     two zmm (32 channels) x a divisor of the row up to 12 columns use each broadcast twice, with
     up to 24 of the 32 registers accumulating. Two are taken where the channels split into 32s
-    and they hold more accumulators than one (rows of 13, 26 or 52, yolov3-tiny's, have no
-    divisor in 7..12 and keep one; at 208, 2 x 8 against 1 x 16: with two there yolov3-tiny 416
-    ran 0.99x [0.98, 1.00] as fast as with one vector everywhere, with one there 1.01x [1.00, 1.02]). Alone on this 2-core Emerald Rapids (time_evaluator,
-    2 threads, best of 7), yolov3 640's convs went: 3x3 256->512 at 40x40 7.46 -> 5.57 ms and at
-    20x20 1.59 -> 1.37 ms (10 columns: 10 accumulators -> 20), 1x1 512->256 at 40x40 1.78 ->
-    1.04 ms and 256->128 at 80x80 2.17 -> 1.42 ms; the 3x3s at 80x80 and 160x160 (16 columns
-    before) measured the same (6.08 / 6.12, 7.33 / 7.21 ms). About 2.7 G ``vpdpbusd``/s per core
-    now, against 3.7 G/s for independent register-only chains on this CPU.
+    and they hold more accumulators than one. Rows of 13, 26 or 52 (yolov3-tiny's) have no
+    divisor in 7..12 and keep one; at 208 (2 x 8 against 1 x 16) two made yolov3-tiny 416 0.99x
+    [0.98, 1.00] as fast as main's build, one 1.01x [1.00, 1.02]. Alone on this 2-core Emerald
+    Rapids (time_evaluator, 2 threads, best of 7), yolov3 640's convs went: 3x3 256->512 at 40x40
+    7.46 -> 5.57 ms and at 20x20 1.59 -> 1.37 ms (10 columns: 10 accumulators -> 20), 1x1
+    512->256 at 40x40 1.78 -> 1.04 ms and 256->128 at 80x80 2.17 -> 1.42 ms; the 3x3s at 80x80
+    and 160x160 (16 columns before) measured the same (6.08 / 6.12, 7.33 / 7.21 ms). The 40x40
+    conv now runs about 2.65 G ``vpdpbusd``/s per core, against 3.7 G/s for independent
+    register-only chains on this CPU (docs/performance.md).
     """
     from . import cpu_schedule as cpu
 
