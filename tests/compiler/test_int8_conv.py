@@ -7,7 +7,7 @@ import pytest
 from conftest import SUITE_MCPU, needs_vnni, reference_conv, write_conv_onnx
 
 from yolov3_tvm_opt.compiler.frontend import import_onnx
-from yolov3_tvm_opt.compiler.int8_conv import MIN_CHANNELS, activation_qparams, pack_weights_int8, quantize_weights
+from yolov3_tvm_opt.compiler.int8_conv import MIN_CHANNELS, activation_qparams, channel_tile, pack_weights_int8, quantize_weights
 from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
 from yolov3_tvm_opt.compiler.precision import int8_kernel
 from yolov3_tvm_opt.compiler.target import make_target
@@ -68,8 +68,8 @@ def test_quantization_is_symmetric_per_output_channel_and_zero_stays_exact():
 @needs_vnni
 @pytest.mark.parametrize(
     "size, cin, cout, kernel, stride",
-    [(13, 32, 48, 3, 1), (12, 18, 40, 3, 2), (10, 64, 255, 1, 1)],
-    ids=["3x3", "3x3-stride2-channels-pad-to-groups", "1x1-head-crop"],
+    [(13, 32, 48, 3, 1), (12, 18, 40, 3, 2), (10, 64, 255, 1, 1), (10, 16, 64, 3, 1)],
+    ids=["3x3", "3x3-stride2-channels-pad-to-groups", "1x1-head-crop-two-vectors", "3x3-two-vectors"],
 )
 def test_int8_conv_equals_the_int8_reference_and_uses_vpdpbusd(tmp_path, size, cin, cout, kernel, stride):
     weight, _ = write_conv_onnx(tmp_path / "c.onnx", size, cin, cout, kernel, stride=stride)
@@ -82,6 +82,15 @@ def test_int8_conv_equals_the_int8_reference_and_uses_vpdpbusd(tmp_path, size, c
     out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     expected = int8_reference(x, weight, stride, low, high)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_the_channel_tile_shares_each_broadcast_between_two_vectors_where_channels_and_rows_allow():
+    # yolov3 640's rows of 20..160: 32 channels x 10 columns (20 accumulators) rather than 16 x 10 or 16 x 16
+    assert [channel_tile(512, width, guard=True) for width in (20, 40, 80, 160)] == [(2, 10)] * 4
+    assert channel_tile(48, 40, guard=True) == (1, 10)  # 48 channels: no pairs of vectors
+    # yolov3-tiny's rows of 13, 26 and 52 have no divisor in 7..12: one vector, the tile the row allows
+    assert [channel_tile(256, width, guard=True) for width in (13, 26, 52)] == [(1, 13), (1, 13), (1, 13)]
+    assert channel_tile(32, 208, guard=True) == (1, 16)  # 2 x 8 accumulators are no more than 1 x 16
 
 
 @pytest.mark.parametrize("mcpu", ["icelake-server", "znver4"])
