@@ -31,6 +31,7 @@ from .fast_scatter import apply_fast_scatter
 from .frontend import import_onnx
 from .pipeline import optimize
 from .target import kind_of, make_target
+from .tune_builder import candidate_builder
 from .tuning_db import SUMMARY_FILE
 
 tvm = load_tvm()
@@ -194,7 +195,7 @@ def tune_model(onnx_path: Path, out_dir: Path, compile_options: CompileOptions, 
         database = ms.database.JSONDatabase(work_dir=str(tmp))
         # builds can queue behind each other on 2 cores: the default 30 s timeout turned every
         # candidate into a "build error" on a busy machine
-        builder = ms.builder.LocalBuilder(max_workers=host_cores(), timeout_sec=300)
+        builder = candidate_builder(max_workers=host_cores(), timeout_sec=300)
         try:
             defaults = seed_default_schedules(tasks, target, database, builder, runner) if kind_of(target) == "llvm" else {}
             print(f"[tune] seeded {len(defaults)} tasks with our default schedules", flush=True)
