@@ -77,25 +77,21 @@ def _f32(value: float) -> Any:
     return tirx.const(value, DTYPE)
 
 
-def _let(value: Any, body: Callable[[Any], Any], name: str) -> Any:
-    """``body(v)`` with ``v`` bound once to ``value``: each use reads the variable, not a copy of the tree."""
-    var = tirx.Var(name, DTYPE)
-    return tirx.Let(var, value, body(var))
-
-
 def fast_exp(x: Any) -> Any:
-    """e^x for a float32 expression, in arithmetic LLVM vectorises (the module docstring says how)."""
+    """e^x for a float32 expression, in arithmetic LLVM vectorises (the module docstring says how).
 
-    def saturated(v: Any) -> Any:
-        inside = _let(tirx.max(tirx.min(v, _f32(EXP_MAX)), _f32(EXP_MIN)), _reduced, "clamped")
-        return tirx.Select(v > _f32(EXP_MAX), _f32(math.inf), inside)
-
-    return _let(x, saturated, "x")
+    Shared subexpressions (x, n, r) are the same TIR objects used several times, not ``Let``
+    bindings: MetaSchedule's flop estimate rejects ``Let`` ("no default for prim.Let"), which
+    made every tune of a model with a sigmoid or exp fail, and LLVM computes each once anyway.
+    """
+    clamped = tirx.max(tirx.min(x, _f32(EXP_MAX)), _f32(EXP_MIN))
+    return tirx.Select(x > _f32(EXP_MAX), _f32(math.inf), _reduced(clamped))
 
 
 def _reduced(x: Any) -> Any:
     """e^x = 2^n e^r for x in [EXP_MIN, EXP_MAX]."""
-    return _let(tirx.floor(x * _f32(LOG2E) + _f32(0.5)), lambda n: _let(x - n * _f32(LN2_HI) - n * _f32(LN2_LO), lambda r: _scaled(n, r), "r"), "n")
+    n = tirx.floor(x * _f32(LOG2E) + _f32(0.5))
+    return _scaled(n, x - n * _f32(LN2_HI) - n * _f32(LN2_LO))
 
 
 def _scaled(n: Any, r: Any) -> Any:
@@ -112,7 +108,7 @@ def fast_sigmoid(x: Any) -> Any:
 
 def fast_silu(x: Any) -> Any:
     """x * sigmoid(x), computed as x / (1 + e^-x)."""
-    return _let(x, lambda v: v / (_f32(1.0) + fast_exp(-v)), "v")
+    return x / (_f32(1.0) + fast_exp(-x))
 
 
 # relax op -> how one step of a gate computes on a TIR value; binary ops take one scalar constant
