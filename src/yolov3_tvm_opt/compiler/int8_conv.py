@@ -217,15 +217,25 @@ def row_tile_fits(call: Any) -> bool:
     return call.args[1].value.shape[1] <= GROUP and int(call.attrs.strides[1]) == 1 and int(call.ty.shape[3]) % LANES == 0
 
 
+def _weight_key(call: Any) -> str:
+    """The calibration file's key of a conv2d call's weight; "" for a weight given at run time."""
+    constant = isinstance(call.args[1], tvm.ir.expr.Constant)
+    return weight_key(call.args[1].value.numpy()) if constant else ""
+
+
+def conv_name(call: Any, calibration: Calibration, default: str) -> str:
+    """A conv2d call's ONNX node name where the calibration file knows its weight, else ``default``."""
+    return calibration.names.get(_weight_key(call), default)
+
+
 def fp32_reason(call: Any, calibration: Calibration) -> str | None:
     """Why a relax.nn.conv2d call stays fp32 (not packable, too few channels, not calibrated); None: int8.
 
     The one decision both the legalization and the graph step (``int8_graph``) take.
     """
-    constant = isinstance(call.args[1], tvm.ir.expr.Constant)
-    key = weight_key(call.args[1].value.numpy()) if constant else ""
+    key = _weight_key(call)
     return (
-        "not packable" if not packable(call) or not constant
+        "not packable" if not packable(call) or not key
         else f"fewer than {MIN_CHANNELS} input channels (slower in int8)"
         if call.args[1].value.shape[1] < MIN_CHANNELS and not row_tile_fits(call)
         else "not calibrated" if key not in calibration.ranges
@@ -235,7 +245,7 @@ def fp32_reason(call: Any, calibration: Calibration) -> str | None:
 
 def input_qparams(call: Any, calibration: Calibration) -> tuple[float, int]:
     """(scale, zero point) an int8 conv call quantizes its input with (``fp32_reason`` None)."""
-    return activation_qparams(*calibration.ranges[weight_key(call.args[1].value.numpy())])
+    return activation_qparams(*calibration.ranges[_weight_key(call)])
 
 
 def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Callable[[Any, Any], Any]:
@@ -247,8 +257,7 @@ def int8_conv2d_legalization(calibration: Calibration, report: Int8Report) -> Ca
 
     def legalize(bb: Any, call: Any) -> Any:
         index = len(report.int8) + len(report.fp32)
-        constant = isinstance(call.args[1], tvm.ir.expr.Constant)
-        name = calibration.names.get(weight_key(call.args[1].value.numpy()) if constant else "", f"conv #{index}")
+        name = conv_name(call, calibration, f"conv #{index}")
         reason = fp32_reason(call, calibration)
         if reason is not None:
             report.fp32[name] = reason

@@ -36,10 +36,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ..core.calibration import Calibration, weight_key
+from ..core.calibration import Calibration
 from ..core.tvm_loader import load_tvm
 from .cpu_schedule import SCHEDULED
-from .int8_conv import Int8Report, fp32_reason, input_qparams, quantize_u8
+from .int8_conv import Int8Report, conv_name, fp32_reason, input_qparams, quantize_u8
 
 tvm = load_tvm()
 
@@ -182,7 +182,7 @@ def chain_u8(mod: Any, calibration: Calibration, report: Int8Report) -> Any:
             quantized[(var, qparams)] = bb.emit_te(quantize_te, var, *qparams, primfunc_name_hint=QUANTIZE_FUNC)
             conv = _producing_conv(var, values)
             if is_pure(var) and conv is not None:
-                report.u8_outputs.append(_name(conv, calibration, var))
+                report.u8_outputs.append(conv_name(conv, calibration, str(var.name)))
 
     attrs = {key: value for key, value in func.attrs.items()} if func.attrs is not None else {}
     with bb.function(_REBUILT, list(func.params), attrs, private=False):
@@ -264,9 +264,3 @@ def _conv_on(call: Any, data: Any) -> Any:
     return relax.op.nn.conv2d(
         data, call.args[1], a.strides, a.padding, a.dilation, a.groups, a.data_layout, a.kernel_layout, a.out_layout or None, "float32"
     )
-
-
-def _name(conv: Any, calibration: Calibration, var: Any) -> str:
-    weight = conv.args[1]
-    key = weight_key(weight.value.numpy()) if isinstance(weight, tvm.ir.expr.Constant) else ""
-    return calibration.names.get(key, str(var.name))
