@@ -76,7 +76,7 @@ def test_int8_conv_equals_the_int8_reference_and_uses_vpdpbusd(tmp_path, size, c
     x = np.random.default_rng(3).standard_normal((1, cin, size, size)).astype(np.float32)
     low, high = float(x.min()) * 0.8, float(x.max()) * 0.8  # a range that clips: both ends saturate
     ex, counts = build_int8(tmp_path / "c.onnx", Calibration({weight_key(weight): (low, high)}))
-    assert counts["int8"] == {"int8_convs": 1, "fp32_convs": {}, "u8_outputs": [], "u8_input_convs": 0}  # the image has no producer
+    assert counts["int8"] == {"int8_convs": 1, "fp32_convs": {}, "u8_outputs": [], "u8_input_convs": 0, "u8_shortcut_adds": 0}  # the image has no producer
     assert counts["conv2d_int8_default_schedules"] == 1
     assert "vpdpbusd" in asm(ex)
     out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()

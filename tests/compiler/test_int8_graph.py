@@ -8,7 +8,7 @@ from conftest import SUITE_MCPU, needs_vnni
 from onnx import TensorProto, helper, numpy_helper
 
 from yolov3_tvm_opt.compiler.frontend import import_onnx
-from yolov3_tvm_opt.compiler.int8_conv import Int8Report
+from yolov3_tvm_opt.compiler.int8_conv import Int8Report, activation_qparams
 from yolov3_tvm_opt.compiler.int8_graph import POOL_FUNC, chain_u8
 from yolov3_tvm_opt.compiler.pipeline import lower_pipeline, optimize
 from yolov3_tvm_opt.compiler.target import make_target
@@ -99,3 +99,61 @@ def test_yolov3_tiny_in_u8_from_conv_to_conv_is_bit_identical_to_quantizing_in_e
     # every conv in int8; all but the first (it reads the image) read u8, the heads (conv_15, conv_22) included
     assert (report["int8_convs"], report["u8_input_convs"]) == (13, 12)
     np.testing.assert_array_equal(chained, reference)
+
+
+def write_shortcut(path, x):
+    """A residual block: ``a`` (16 -> 16, 3x3, leaky ReLU), ``b`` (the same) reading ``a``, output ``a + b``.
+
+    ``a`` feeds an int8 conv and the add, as the input of a Darknet-53 block does. Returns the
+    calibration, with ``b``'s input range ``a``'s fp32 range on ``x`` and a margin for int8's ``a``
+    (so nothing clamps).
+    """
+    import onnxruntime
+
+    rng = np.random.default_rng(6)
+    weights = {name: (rng.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32) for name in ("a", "b")}
+    nodes = [
+        helper.make_node("Conv", ["images", "a"], ["a_conv"], pads=[1] * 4),
+        helper.make_node("LeakyRelu", ["a_conv"], ["a_out"], alpha=0.1),
+        helper.make_node("Conv", ["a_out", "b"], ["b_conv"], pads=[1] * 4),
+        helper.make_node("LeakyRelu", ["b_conv"], ["b_out"], alpha=0.1),
+        helper.make_node("Add", ["a_out", "b_out"], ["sum"]),
+    ]
+
+    def save(outputs):
+        graph = helper.make_graph(
+            nodes,
+            "shortcut",
+            [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 16, 8, 8])],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 16, 8, 8]) for name in outputs],
+            [numpy_helper.from_array(w, name) for name, w in weights.items()],
+        )
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+    save(["sum", "a_out"])
+    a = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["a_out"], {"images": x})[0]
+    save(["sum"])
+    margin = 0.1 * float(a.max() - a.min())
+    ranges = {"a": (float(x.min()), float(x.max())), "b": (float(a.min()) - margin, float(a.max()) + margin)}
+    return Calibration({weight_key(w): ranges[name] for name, w in weights.items()}, names={weight_key(w): name for name, w in weights.items()})
+
+
+@needs_vnni
+def test_a_shortcut_add_reads_its_operand_in_u8_off_by_at_most_half_a_step(tmp_path):
+    """``a``'s readers are ``b`` (int8) and the add: ``a`` is written in u8 only, and the add dequantizes it.
+
+    Against every int8 conv quantizing its own input (``b`` then reads the same u8, the add ``a``
+    in fp32), the sum moves by the rounding of ``a`` alone: at most half of ``b``'s input step.
+    """
+    x = np.random.default_rng(1).random((1, 16, 8, 8), dtype=np.float32)
+    calibration = write_shortcut(tmp_path / "s.onnx", x)
+    mod, _, _ = import_onnx(tmp_path / "s.onnx")
+    report = Int8Report()
+    chain_u8(mod, calibration, report)
+    assert (report.u8_outputs, report.u8_inputs, report.u8_shortcuts) == (["a"], 1, 1)
+    reference, _ = run(mod, calibration, x, chain=False)
+    chained, counts = run(mod, calibration, x, chain=True)
+    assert counts["u8_shortcut_adds"] == 1
+    step, _ = activation_qparams(*calibration.ranges[next(k for k, n in calibration.names.items() if n == "b")])
+    error = np.abs(chained - reference)
+    assert 0 < error.max() <= step / 2 * (1 + 1e-5)

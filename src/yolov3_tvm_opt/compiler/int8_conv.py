@@ -203,9 +203,16 @@ class Int8Report:
     fp32: dict[str, str] = field(default_factory=dict)  # conv -> why it stayed fp32
     u8_outputs: list[str] = field(default_factory=list)  # convs whose epilogue writes u8 (``int8_graph``)
     u8_inputs: int = 0  # int8 convs that read u8 (the rest quantize their fp32 input in their input copy)
+    u8_shortcuts: int = 0  # shortcut adds reading an operand in u8 (``int8_graph``)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"int8_convs": len(self.int8), "fp32_convs": dict(self.fp32), "u8_outputs": list(self.u8_outputs), "u8_input_convs": self.u8_inputs}
+        return {
+            "int8_convs": len(self.int8),
+            "fp32_convs": dict(self.fp32),
+            "u8_outputs": list(self.u8_outputs),
+            "u8_input_convs": self.u8_inputs,
+            "u8_shortcut_adds": self.u8_shortcuts,
+        }
 
 
 def row_tile_fits(call: Any) -> bool:
