@@ -73,6 +73,8 @@ def test_a_conv_writes_u8_only_where_every_reader_takes_the_same_u8(tmp_path):
         assert (report.u8_outputs, report.u8_inputs) == (outputs, readers), edges
         u8 = [b for b in chained["main"].body.blocks[0].bindings if str(getattr(b.var.ty, "dtype", "")) == "uint8"]
         assert len(u8) == tensors, edges
+        if edges == "pool":  # a's channel tile writes whole blocks of 16 channels, and the pool keeps them
+            assert [len(b.var.ty.shape.values) for b in u8] == [5, 5]
         # a pool writing u8 whose padding no window reads is our own loop nest, already scheduled
         assert ([gv.name_hint for gv in chained.functions if gv.name_hint.startswith(POOL_FUNC)] != []) == (edges != "output"), edges
 
@@ -157,3 +159,41 @@ def test_a_shortcut_add_reads_its_operand_in_u8_off_by_at_most_half_a_step(tmp_p
     step, _ = activation_qparams(*calibration.ranges[next(k for k, n in calibration.names.items() if n == "b")])
     error = np.abs(chained - reference)
     assert 0 < error.max() <= step / 2 * (1 + 1e-5)
+
+
+@needs_vnni
+def test_a_concat_of_nchw_and_blocked_u8_reads_them_in_one_layout_bit_identically(tmp_path):
+    """``concat(images, a)`` into ``b``: the image's u8 is NCHW (no conv writes it), ``a``'s blocked.
+
+    The concat reads both blocked (the image relaid as it is copied), and ``b``'s output is the
+    one every conv quantizing its own input gives.
+    """
+    rng = np.random.default_rng(7)
+    weights = {"a": (rng.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32), "b": (rng.standard_normal((16, 32, 1, 1)) * 0.2).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["images", "a"], ["a_conv"], pads=[1] * 4),
+        helper.make_node("LeakyRelu", ["a_conv"], ["a_out"], alpha=0.1),
+        helper.make_node("Concat", ["images", "a_out"], ["route"], axis=1),
+        helper.make_node("Conv", ["route", "b"], ["b_out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "route",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [helper.make_tensor_value_info("b_out", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "r.onnx"))
+    calibration = Calibration(
+        {weight_key(w): r for w, r in ((weights["a"], (0.0, 1.0)), (weights["b"], (-1.0, 3.0)))},
+        names={weight_key(w): name for name, w in weights.items()},
+    )
+    mod, _, _ = import_onnx(tmp_path / "r.onnx")
+    chained = chain_u8(mod, calibration, Int8Report())
+    concat = next(b for b in chained["main"].body.blocks[0].bindings if "concat" in str(b.value.op if hasattr(b.value, "op") else ""))
+    assert [len(f.ty.shape.values) for f in concat.value.args[0].fields] == [5, 5]
+    x = rng.random((1, 16, 8, 8), dtype=np.float32)
+    reference, _ = run(mod, calibration, x, chain=False)
+    out, report = run(mod, calibration, x, chain=True)
+    assert (report["u8_outputs"], report["u8_input_convs"]) == (["a"], 1)
+    np.testing.assert_array_equal(out, reference)

@@ -107,14 +107,17 @@ def packed_conv2d(
     )
 
 
-def packable(call: Any) -> bool:
-    """Whether a relax.nn.conv2d call fits the packed kernel (see the module docstring)."""
+def packable(call: Any, data_layouts: tuple[str, ...] = ("NCHW",)) -> bool:
+    """Whether a relax.nn.conv2d call fits the packed kernel (see the module docstring).
+
+    ``data_layouts``: the input layouts the kernel reads (int8's also reads channel-blocked u8).
+    """
     attrs = call.attrs
     weight = call.args[1]
     return (
         (isinstance(weight, tvm.ir.expr.Constant) or _is_parameter(weight))
         and attrs.groups == 1
-        and attrs.data_layout == "NCHW"
+        and attrs.data_layout in data_layouts
         and attrs.kernel_layout == "OIHW"
         and attrs.out_layout in ("", "NCHW")
         and str(attrs.out_dtype or "float32") == "float32"

@@ -23,7 +23,9 @@ The conv's input copy, the ``CONV_INPUT`` producer block the fp32 conv already h
 padding, packs the input as u8, 4 channels per 32-bit word, padding included. Where the
 activation arrives in u8 (``int8_graph`` moved its quantization into the producing conv's
 epilogue) the copy only moves bytes; where it arrives in fp32 (its producer has readers that need
-fp32) the copy quantizes it, so quantizing never adds a pass of its own. Convs it does not fit (grouped, weights given
+fp32) the copy quantizes it, so quantizing never adds a pass of its own. u8 written by a channel
+tile arrives channel-blocked (``U8_LAYOUT``), and the tile writes its u8 output that way, a
+column's 16 channels as 16 neighbouring bytes (``_schedule_int8``). Convs it does not fit (grouped, weights given
 at run time, no calibrated range) and convs with fewer than ``MIN_CHANNELS`` input channels that the
 row tile does not fit take the fp32 packed legalization, so an int8 build is always complete;
 ``Int8Report`` says which went where.
@@ -75,6 +77,10 @@ GROUP = 4  # input channels summed per lane by one vpdpbusd
 DOT_INTRIN = "yolov3_tvm_vpdpbusd_16x4"
 ROW_DOT_INTRIN = "yolov3_tvm_vpdpbusd_row_16x4"  # 16 columns of one output channel (``_schedule_int8_rows``)
 VNNI_FEATURE = "avx512vnni"  # LLVM's name for the CPU feature behind vpdpbusd
+# u8 activations between int8 convs (``int8_graph``) are channel-blocked, ``[N, C / 16, H, W, 16]``:
+# the 16 channels of a pixel that one register of the tile holds are 16 neighbouring bytes.
+U8_BLOCK = LANES
+U8_LAYOUT = f"NCHW{U8_BLOCK}c"
 
 
 def activation_qparams(low: float, high: float) -> tuple[float, int]:
@@ -146,24 +152,34 @@ def int8_conv2d(
 ) -> te.Tensor:
     """NCHW conv2d through int8: quantize + pad the input to u8 words of 4 channels, sum in int32, requantize to fp32.
 
-    ``data`` is fp32, or u8 already quantized with (``x_scale``, ``zero_point``) where the
-    activation arrives in u8 (``int8_graph``): then the copy only packs and pads it. The words
-    are ``[N, C / 4, H + pads, W + pads]`` uint32, channel 4g + k in byte k: the 32-bit value
-    ``vpdpbusd`` broadcasts, written with one store (4 separate byte stores cost more than the
-    bytes). Padding (and the padded channels) hold the zero point, the u8 image of 0.0.
+    ``data`` is fp32 NCHW, or u8 already quantized with (``x_scale``, ``zero_point``) where the
+    activation arrives in u8 (``int8_graph``): NCHW, or channel-blocked (``U8_LAYOUT``, 5-D).
+    The copy then only packs and pads it. The words are 32-bit, channel 4g + k in byte k, the
+    value ``vpdpbusd`` broadcasts, written with one store (4 separate byte stores cost more than
+    the bytes): ``[N, C / 4, H + pads, W + pads]``, or ``[N, C / 16, H + pads, W + pads, 4]`` from
+    blocked u8, where each word is 4 neighbouring bytes of the input and the copy moves 16 at a
+    time. Padding (and the padded channels) hold the zero point, the u8 image of 0.0.
     """
-    batch, channels, height, width = (int(x) for x in data.shape)
+    blocked = len(data.shape) == 5
+    if blocked:
+        batch, channel_blocks, height, width, block = (int(x) for x in data.shape)
+        channels = channel_blocks * block
+    else:
+        batch, channels, height, width = (int(x) for x in data.shape)
     blocks, groups, kh, kw, lanes, group = (int(x) for x in packed.shape)
     top, left, bottom, right = padding
     out_h, out_w = conv_output_hw(height, width, (kh, kw), strides, padding, dilation)
     quantized_input = str(data.dtype) == "uint8"  # already u8 (``int8_graph``): the copy only regroups and pads
 
-    def word(n: Any, g: Any, y: Any, x: Any) -> Any:
+    def pack(n: Any, g: Any, y: Any, x: Any) -> Any:
         iy, ix = y - top, x - left
         value = tirx.const(0, "uint32")
         for k in range(group):
             c = g * group + k
-            byte = data[n, tirx.min(c, channels - 1), iy, ix]
+            if blocked:
+                byte = data[n, c // block, iy, ix, c % block]
+            else:
+                byte = data[n, tirx.min(c, channels - 1), iy, ix]
             byte = (byte if quantized_input else quantize_u8(byte, x_scale, zero_point)).astype("uint32")
             if channels % group:  # the last group's missing channels hold the zero point
                 byte = tirx.if_then_else(c < channels, byte, tirx.const(zero_point, "uint32"))
@@ -171,9 +187,24 @@ def int8_conv2d(
         inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
         return tirx.if_then_else(inside, value, tirx.const(zero_point * 0x01010101, "uint32"))
 
-    words = te.compute(
-        (batch, groups, height + top + bottom, width + left + right), word, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT}
-    )
+    padded_hw = (height + top + bottom, width + left + right)
+    if blocked:
+        per_block = block // group
+        words = te.compute(
+            (batch, channel_blocks, *padded_hw, per_block),
+            lambda n, b, y, x, j: pack(n, b * per_block + j, y, x),
+            name=QUANT_BLOCK,
+            attrs={BLOCK_KIND: CONV_INPUT},
+        )
+
+        def word(n: Any, g: Any, y: Any, x: Any) -> Any:
+            return words[n, g // per_block, y, x, g % per_block]
+    else:
+        words = te.compute((batch, groups, *padded_hw), pack, name=QUANT_BLOCK, attrs={BLOCK_KIND: CONV_INPUT})
+
+        def word(n: Any, g: Any, y: Any, x: Any) -> Any:
+            return words[n, g, y, x]
+
     rc = te.reduce_axis((0, groups), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
@@ -181,7 +212,7 @@ def int8_conv2d(
     acc = te.compute(
         (batch, blocks * lanes, out_h, out_w),
         lambda n, co, y, x: te.sum(
-            _byte(words[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]], rk).astype("int32")
+            _byte(word(n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]), rk).astype("int32")
             * packed[co // lanes, rc, ry, rx, co % lanes, rk].astype("int32"),
             axis=[rc, ry, rx, rk],
         ),
@@ -242,7 +273,7 @@ def fp32_reason(call: Any, calibration: Calibration) -> str | None:
     """
     key = _weight_key(call)
     return (
-        "not packable" if not packable(call) or not key
+        "not packable" if not packable(call, ("NCHW", U8_LAYOUT)) or not key
         else f"fewer than {MIN_CHANNELS} input channels (slower in int8)"
         if call.args[1].value.shape[1] < MIN_CHANNELS and not row_tile_fits(call)
         else "not calibrated" if key not in calibration.ranges
@@ -390,8 +421,9 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
     """The fp32 packed conv's register tile (``cpu_schedule``), its innermost (16 x 4) reduction one ``vpdpbusd``.
 
     One or two zmm of output channels (``channel_tile``) x up to 16 columns, the accumulators in
-    registers, requantization, bias and activation applied as the tile is written back,
-    (channel block, row) tasks in parallel, and the quantizing input copy its own parallel pass.
+    registers, requantization, bias and activation applied as the tile is written back (column
+    by column into blocked u8, channel by channel into NCHW), (channel block, row) tasks in
+    parallel, and the quantizing input copy its own parallel pass.
     """
     # imported here: cpu_schedule lists this rule among its own, so it imports this module first
     from . import cpu_schedule as cpu
@@ -430,7 +462,15 @@ def _schedule_int8(func: tirx.PrimFunc) -> s_tir.Schedule | None:
         if cpu._is_padding(sch, producer):
             _schedule_input_copy(sch, producer)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.vectorize(sch.get_loops(local)[-1])
+    if len(sch.get(local).writes[0].source.shape) == 5:
+        # a channel-blocked u8 output (``U8_LAYOUT``): each column's 16 channels are one vector,
+        # read from its accumulator and stored as 16 neighbouring bytes
+        channel, column = sch.get_loops(local)[-2:]
+        sch.reorder(column, channel)
+        sch.vectorize(sch.split(channel, [None, LANES])[1])
+    else:
+        # NCHW: each channel's columns are one vector, gathered from the column accumulators
+        sch.vectorize(sch.get_loops(local)[-1])
     sch.tensorize(co_inner, DOT_INTRIN)  # last: it replaces the conv block
     return sch
 
@@ -474,7 +514,7 @@ def _schedule_input_copy(sch: s_tir.Schedule, block: Any) -> None:
     Fusing all the loops into one parallel loop (the generic ``_parallel_spatial``) paid a
     division and three remainders per word; per row they are paid once.
     """
-    n, g, y, x = sch.get_loops(block)
+    n, g, y, *_ = sch.get_loops(block)
     sch.parallel(sch.fuse(n, g, y))
 
 

@@ -17,7 +17,7 @@ from ..core.tvm_loader import load_tvm
 from .bf16_conv import bf16_conv2d_legalization
 from .conv_packing import packed_conv2d_legalization
 from .int8_conv import Int8Report, int8_conv2d_legalization
-from .int8_graph import chain_u8
+from .int8_graph import chain_u8, fuse_as_elementwise
 from .cpu_schedule import apply_cpu_schedules, scheduled_functions, vector_lanes
 from .fast_activations import FastActivations
 from .precision import apply_precision
@@ -88,6 +88,8 @@ def optimize(
     if kind_of(target) == "llvm":
         # SiLU / HardSwish as one vectorisable op, any sigmoid / exp via fast_exp, before legalization
         legalize.insert(0, FastActivations())
+    if precision == "int8" and kind_of(target) == "llvm":
+        legalize.insert([p.info.name for p in legalize].index("AnnotateTIROpPattern") + 1, fuse_as_elementwise)
     fused = [p.info.name for p in legalize].index("FuseTIR") + 1
     counts: dict[str, Any] = {"tuned_functions": 0}
     with target:
