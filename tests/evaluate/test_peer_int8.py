@@ -137,3 +137,16 @@ def test_other_precisions_ask_for_no_int8_peer_and_a_stale_directory_is_refused(
     stale = PeerInput(other, spec.input_name, spec.data, 2, int8_dir=quantized)
     with pytest.raises(UserError, match="quantized from another ONNX"):
         prepare_peers(["onnxruntime_int8"], stale)
+
+
+def test_a_torch_export_below_opset_13_is_quantized_into_a_model_onnx_runtime_loads(photo_dir, tmp_path):
+    """torch writes opset 12 by default; per-channel QDQ needs DequantizeLinear's axis (opset 13), so the model moves up first."""
+    build_model("yolov3-tiny-torch", 96, tmp_path / "m.onnx")
+    assert onnx.load(tmp_path / "m.onnx").opset_import[0].version < 13
+    quantize_peers(tmp_path / "m.onnx", photo_dir, tmp_path / "peers", None, SCALE, True)
+    manifest = json.loads((tmp_path / "peers" / INT8_MANIFEST).read_text())
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "peers" / manifest["systems"]["onnxruntime_int8"]), providers=["CPUExecutionProvider"])
+    (x,) = list(calibration_inputs(calibration_photos(photo_dir), read_input_spec(tmp_path / "m.onnx"), SCALE, True))[:1]
+    assert np.isfinite(session.run(None, {session.get_inputs()[0].name: x})[0]).all()

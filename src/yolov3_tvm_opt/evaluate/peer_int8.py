@@ -10,7 +10,8 @@ One departure from ONNX Runtime's defaults, the same one our int8 makes: the box
 heads (Reshape, Sigmoid, Exp, Mul, ScatterND, Concat: every node from which no Conv can be
 reached) stays float. Quantized, it puts box coordinates of 0..416 and scores of 0..1 into one u8
 tensor, whose steps of a pixel and a half move objectness by up to 0.8, at no gain in speed
-(docs/precision.md). NNCF leaves that tail float by itself.
+(docs/precision.md). NNCF leaves that tail float by itself. A model below opset 13 (torch's
+default export writes 12) is converted to 13 first: per-channel QDQ needs it.
 
 The work takes seconds and depends only on the ONNX and the photos, so its result is a
 directory the pipeline caches (stage ``quantize_peers``) and ``bench --peers_int8`` reads; its
@@ -64,6 +65,9 @@ def decode_nodes(graph: onnx.GraphProto) -> list[str]:
     return [node.name for node, feeds in zip(nodes, feeds_conv) if node.op_type != "Conv" and not feeds]
 
 
+QDQ_OPSET = 13  # the first ONNX opset with per-channel (``axis``) QuantizeLinear / DequantizeLinear
+
+
 def quantize_onnxruntime(onnx_path: Path, inputs: _Inputs, out: Path) -> list[str]:
     """ONNX Runtime's static QDQ int8 of ``onnx_path`` into ``out``; returns the nodes left float (the decode)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -76,6 +80,11 @@ def quantize_onnxruntime(onnx_path: Path, inputs: _Inputs, out: Path) -> list[st
             return next(self.feeds, None)
 
     model = load_onnx(Path(onnx_path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QDQ_OPSET)
+    if opset < QDQ_OPSET:
+        # quantize_static writes per-channel DequantizeLinear with an axis, which ONNX has only from
+        # opset 13 on, into a model of the older opset, and ONNX Runtime then refuses to load it
+        model = onnx.version_converter.convert_version(model, QDQ_OPSET)
     if any(not node.name for node in model.graph.node):  # nodes_to_exclude names nodes: give the nameless ones names
         for i, node in enumerate(model.graph.node):
             node.name = node.name or f"{node.op_type}_{i}"
