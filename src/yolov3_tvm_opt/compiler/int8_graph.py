@@ -84,7 +84,6 @@ _CONCAT = tvm.ir.Op.get("relax.concat")
 _ADD = tvm.ir.Op.get("relax.add")
 
 
-BLOCK = U8_BLOCK  # channels per block of a blocked u8 tensor
 # Marks our functions that write or read a blocked tensor at the NCHW index of their other
 # operands: one output element per input element, so elementwise for fusion (``fuse_as_elementwise``).
 ELEMENTWISE = "yolov3_tvm_opt.elementwise"
@@ -117,20 +116,23 @@ def _mark_elementwise(bb: Any, var: Any) -> Any:
     return var
 
 
+def _in_layout(shape: list[Any], value: Any, blocked: bool, name: str) -> te.Tensor:
+    """``value(n, c, y, x)`` over the NCHW ``shape``, written NCHW or blocked."""
+    if not blocked:
+        return te.compute(shape, value, name=name)
+    n, c, h, w = shape
+    return te.compute((n, c // U8_BLOCK, h, w, U8_BLOCK), lambda i, b, y, x, j: value(i, b * U8_BLOCK + j, y, x), name=name)
+
+
 def _quantize_te(data: te.Tensor, x_scale: float, zero_point: int, blocked: bool = False) -> te.Tensor:
     """fp32 NCHW -> u8 with (``x_scale``, ``zero_point``), element by element (``int8_conv.quantize_u8``), blocked if asked."""
-    if not blocked:
-        return te.compute(data.shape, lambda *index: quantize_u8(data[index], x_scale, zero_point), name="quantize")
-    n, c, h, w = data.shape
-    return te.compute(
-        (n, c // BLOCK, h, w, BLOCK), lambda i, b, y, x, j: quantize_u8(data[i, b * BLOCK + j, y, x], x_scale, zero_point), name="quantize"
-    )
+    return _in_layout(list(data.shape), lambda *index: quantize_u8(data[index], x_scale, zero_point), blocked, "quantize")
 
 
 def _nchw(data: te.Tensor) -> Any:
     """A reader of ``data`` (NCHW, or blocked 5-D) by NCHW index."""
     if len(data.shape) == 5:
-        return lambda n, c, y, x: data[n, c // BLOCK, y, x, c % BLOCK]
+        return lambda n, c, y, x: data[n, c // U8_BLOCK, y, x, c % U8_BLOCK]
     return lambda n, c, y, x: data[n, c, y, x]
 
 
@@ -140,12 +142,9 @@ def _is_blocked(expr: Any) -> bool:
 
 def _relayout_te(data: te.Tensor, blocked: bool) -> te.Tensor:
     """u8 NCHW <-> blocked: what a concat of mixed inputs reads (it fuses into the concat's copy)."""
-    shape = list(data.shape)
-    n, c, h, w = shape if len(shape) == 4 else (shape[0], shape[1] * BLOCK, shape[2], shape[3])
-    read = _nchw(data)
-    if blocked:
-        return te.compute((n, c // BLOCK, h, w, BLOCK), lambda i, b, y, x, j: read(i, b * BLOCK + j, y, x), name="relayout")
-    return te.compute((n, c, h, w), read, name="relayout")
+    n, c, h, w, *block = data.shape
+    shape = [n, c * block[0], h, w] if block else [n, c, h, w]
+    return _in_layout(shape, _nchw(data), blocked, "relayout")
 
 
 def _op(value: Any) -> Any:
@@ -313,7 +312,7 @@ def chain_u8(mod: Any, calibration: Calibration, report: Int8Report) -> Any:
         conv = _producing_conv(var, values, order)
         shape = var.ty.shape.values
         return (
-            conv is not None and len(shape) == 4 and int(shape[1]) % BLOCK == 0
+            conv is not None and len(shape) == 4 and int(shape[1]) % U8_BLOCK == 0
             and fp32_reason(conv, calibration) is None and not row_tile_fits(conv)
         )
 
@@ -372,7 +371,7 @@ def _on_u8(bb: Any, call: Any, args: list[Any]) -> Any:
     """
     op = _op(call)
     if op.same_as(_CONCAT):
-        blocked = all(int(_channels(a)) % BLOCK == 0 for a in args)
+        blocked = all(_channels(a) % U8_BLOCK == 0 for a in args)
         args = [a if _is_blocked(a) == blocked else bb.emit_te(_relayout_te, a, blocked) for a in args]
         return relax.Call(call.op, [relax.Tuple(args)], call.attrs, call.ty_args)
     (data,) = args
